@@ -1,0 +1,129 @@
+"""System checks with stable ids (``manage.py check``)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+from django.db import DatabaseError
+
+from esp_forms.conf import get_setting, unknown_settings
+
+
+class Codes:
+    FORM_WITHOUT_ACTIVE_ACCOUNT = "esp_forms.E001"
+    UNKNOWN_PROVIDER = "esp_forms.E002"
+    MISSING_EMAIL_FIELD = "esp_forms.E003"
+    UNISENDER_WITHOUT_LISTS = "esp_forms.E004"
+    BAD_SETTING = "esp_forms.E005"
+    UNKNOWN_SETTING = "esp_forms.W001"
+    ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
+    LOCAL_RATE_LIMITER = "esp_forms.W003"
+    ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+
+
+class Messages:
+    FORM_WITHOUT_ACTIVE_ACCOUNT = "Signup form '{form}' is active but its account '{account}' is not."
+    UNKNOWN_PROVIDER = "Provider account '{account}' names an unknown provider '{provider}'."
+    MISSING_EMAIL_FIELD = "Signup form '{form}' has {count} email fields; it needs exactly one."
+    UNISENDER_WITHOUT_LISTS = "UniSender form '{form}' has no numeric list ids."
+    BAD_SETTING = "ESP_FORMS['{name}'] is invalid: {why}"
+    UNKNOWN_SETTING = "ESP_FORMS has unknown keys: {keys}."
+    ACCOUNT_WITHOUT_KEY = "Provider account '{account}' ({provider}) has no API key."
+    LOCAL_RATE_LIMITER = (
+        "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
+    )
+    ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+
+
+class Hints:
+    FORM_WITHOUT_ACTIVE_ACCOUNT = "Activate the account or deactivate the form in the admin."
+    UNKNOWN_PROVIDER = "Use one of: esputnik, unisender, sandbox."
+    MISSING_EMAIL_FIELD = "Add one field of kind 'email' to the form in the admin."
+    UNISENDER_WITHOUT_LISTS = "Set the form's lists to UniSender list ids, e.g. 555777 (getLists)."
+    BAD_SETTING = "See docs/settings.md for the accepted values."
+    UNKNOWN_SETTING = "Check the spelling against docs/settings.md."
+    ACCOUNT_WITHOUT_KEY = "Paste the API key into the account in the admin."
+    LOCAL_RATE_LIMITER = (
+        "Set ESP_FORMS['RATE_LIMIT_REDIS_URL'] (or use a redis:// CELERY_BROKER_URL) before "
+        "running more than one worker process."
+    )
+    ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs):
+    errors = []
+    unknown = unknown_settings()
+    if unknown:
+        errors.append(Warning(Messages.UNKNOWN_SETTING.format(keys=", ".join(unknown)),
+                              hint=Hints.UNKNOWN_SETTING, id=Codes.UNKNOWN_SETTING))
+    schedule = get_setting("RETRY_SCHEDULE")
+    if not schedule or not all(isinstance(s, (int, float)) and s > 0 for s in schedule):
+        errors.append(Error(
+            Messages.BAD_SETTING.format(name="RETRY_SCHEDULE", why="a non-empty list of positive "
+                                        "seconds is needed"),
+            hint=Hints.BAD_SETTING, id=Codes.BAD_SETTING))
+    visibility = (getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}).get(
+        "visibility_timeout")
+    if visibility is not None and visibility <= get_setting("MAX_COUNTDOWN"):
+        errors.append(Error(
+            Messages.BAD_SETTING.format(
+                name="MAX_COUNTDOWN",
+                why=f"it must stay below the broker's visibility_timeout ({visibility} s), or "
+                    "Redis delivers waiting tasks twice"),
+            hint=Hints.BAD_SETTING, id=Codes.BAD_SETTING))
+    from esp_forms.ratelimit import redis_url
+
+    if redis_url() is None:
+        errors.append(Warning(Messages.LOCAL_RATE_LIMITER, hint=Hints.LOCAL_RATE_LIMITER,
+                              id=Codes.LOCAL_RATE_LIMITER))
+    return errors
+
+
+@register(Tags.database)
+def check_forms(app_configs=None, databases=None, **kwargs):
+    """Configuration stored in the database; runs only when checks are asked for databases."""
+    if not databases:
+        return []
+    from esp_forms.models import FieldKind, ProviderAccount, SignupForm
+    from esp_forms.providers import PROVIDERS
+
+    errors = []
+    try:
+        accounts = list(ProviderAccount.objects.all())
+        forms = list(SignupForm.objects.select_related("account").prefetch_related("fields"))
+    except DatabaseError:  # not migrated yet
+        return []
+    for account in accounts:
+        if account.provider not in PROVIDERS:
+            errors.append(Error(Messages.UNKNOWN_PROVIDER.format(
+                account=account.name, provider=account.provider),
+                hint=Hints.UNKNOWN_PROVIDER, obj=account, id=Codes.UNKNOWN_PROVIDER))
+        elif account.provider != "sandbox" and not account.api_key:
+            errors.append(Warning(Messages.ACCOUNT_WITHOUT_KEY.format(
+                account=account.name, provider=account.provider),
+                hint=Hints.ACCOUNT_WITHOUT_KEY, obj=account, id=Codes.ACCOUNT_WITHOUT_KEY))
+        if account.is_active and account.config_error:
+            errors.append(Warning(Messages.ACCOUNT_CONFIG_ERROR.format(
+                account=account.name, error=account.config_error),
+                hint=Hints.ACCOUNT_CONFIG_ERROR, obj=account, id=Codes.ACCOUNT_CONFIG_ERROR))
+    for form in forms:
+        if not form.is_active:
+            continue
+        if not form.account.is_active:
+            errors.append(Error(Messages.FORM_WITHOUT_ACTIVE_ACCOUNT.format(
+                form=form.form_type, account=form.account.name),
+                hint=Hints.FORM_WITHOUT_ACTIVE_ACCOUNT, obj=form,
+                id=Codes.FORM_WITHOUT_ACTIVE_ACCOUNT))
+        emails = sum(1 for f in form.fields.all() if f.kind == FieldKind.EMAIL)
+        if emails != 1:
+            errors.append(Error(Messages.MISSING_EMAIL_FIELD.format(form=form.form_type,
+                                                                   count=emails),
+                                hint=Hints.MISSING_EMAIL_FIELD, obj=form,
+                                id=Codes.MISSING_EMAIL_FIELD))
+        if form.account.provider == "unisender" and (
+                not form.list_values or not all(v.isdigit() for v in form.list_values)):
+            errors.append(Error(Messages.UNISENDER_WITHOUT_LISTS.format(form=form.form_type),
+                                hint=Hints.UNISENDER_WITHOUT_LISTS, obj=form,
+                                id=Codes.UNISENDER_WITHOUT_LISTS))
+    return errors

@@ -1,0 +1,99 @@
+"""Every ``ESP_FORMS`` setting and its default, read through :func:`get_setting`.
+
+Values are read from ``settings.ESP_FORMS`` on every call, so ``override_settings`` works in tests
+and nothing is cached at import time. The documented reference is ``docs/settings.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+DEFAULTS: dict[str, Any] = {
+    # --- provider HTTP -------------------------------------------------------------------
+    # (connect, read) seconds for every provider call. Short connect, longer read, as the
+    # providers' own plugins use; a worker never waits on the network without a limit.
+    "CONNECT_TIMEOUT": 5.0,
+    "READ_TIMEOUT": 15.0,
+    # --- delivery and retries ------------------------------------------------------------
+    # Seconds to wait before each retry of a transient failure; jitter is added on top.
+    # When the schedule is exhausted the submission is marked failed.
+    "RETRY_SCHEDULE": [30, 120, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600],
+    # Random extra delay, as a fraction of the step, so retries after an outage spread out.
+    "RETRY_JITTER": 0.2,
+    # Waits up to this long are handed to Celery as a countdown; longer ones stay in
+    # ``next_attempt_at`` for the sweeper (Redis redelivers unacked tasks after its
+    # visibility timeout, which must stay longer than any countdown).
+    "MAX_COUNTDOWN": 600,
+    # The sweeper only touches pending rows that have been due for this long, so it does
+    # not race the task that ``on_commit`` just queued.
+    "SWEEP_GRACE_SECONDS": 60,
+    "SWEEP_BATCH_SIZE": 200,
+    # A repeat signup of the same email on the same form within this window is collapsed
+    # into the existing submission.
+    "DUPLICATE_WINDOW": 24 * 3600,
+    # --- rate limiting -------------------------------------------------------------------
+    # Redis URL of the limiter shared by every worker. None: use CELERY_BROKER_URL when it is
+    # a redis:// URL, else a per-process limiter (fine for one worker; system check W003).
+    "RATE_LIMIT_REDIS_URL": None,
+    # Extra seconds added to every provider window, so clock skew and network jitter between
+    # us and the provider never push a window over the limit on their side.
+    "RATE_LIMIT_SAFETY_SECONDS": 1.0,
+    # --- double opt-in -------------------------------------------------------------------
+    # Unconfirmed submissions become expired after this many seconds.
+    "UNCONFIRMED_EXPIRY": 30 * 24 * 3600,
+    # Polling: the first check this long after delivery, then the gap grows with age up to
+    # the maximum.
+    "POLL_INITIAL_DELAY": 5 * 60,
+    "POLL_MAX_INTERVAL": 24 * 3600,
+    "POLL_BATCH_SIZE": 100,
+    # Local double opt-in: how long a confirmation link is valid, and the least time between
+    # two confirmation emails to the same submission.
+    "CONFIRMATION_MAX_AGE": 7 * 24 * 3600,
+    "RESEND_COOLDOWN": 15 * 60,
+    "FROM_EMAIL": None,  # None: DEFAULT_FROM_EMAIL
+    # Absolute base URL for links in emails sent by workers (no request there), e.g.
+    # "https://example.com". None: the first ALLOWED_HOSTS entry over https.
+    "SITE_URL": None,
+    # --- anti-spam -----------------------------------------------------------------------
+    "MIN_FILL_SECONDS": 2,
+    "MAX_FORM_AGE": 3 * 24 * 3600,
+    "HONEYPOT_FIELD": "website",
+    # --- input ---------------------------------------------------------------------------
+    "PHONE_DEFAULT_REGION": None,  # e.g. "UA"; None: numbers must start with +
+    "MAX_FIELD_LENGTH": 255,
+    "MAX_TEXT_LENGTH": 2000,
+    # --- throttling of the public endpoints (requests per IP) ----------------------------
+    "SUBMIT_THROTTLE": "20/min",
+    # --- client IP -----------------------------------------------------------------------
+    # How many reverse proxies in front of Django append to X-Forwarded-For. 0: use
+    # REMOTE_ADDR and never trust the header.
+    "TRUSTED_PROXY_COUNT": 0,
+    # --- retention and alerts ------------------------------------------------------------
+    # Personal data of submissions older than this many days is erased by esp_forms_purge.
+    # None keeps it forever.
+    "RETENTION_DAYS": 365,
+    # Who gets the email when an account's configuration breaks; None: settings.ADMINS.
+    "ALERT_EMAILS": None,
+    "ALERT_INTERVAL": 3600,
+    # Celery queue for the app's tasks; None: the default queue.
+    "CELERY_QUEUE": None,
+}
+
+
+def get_setting(name: str) -> Any:
+    """Return ``settings.ESP_FORMS[name]`` or its documented default."""
+    if name not in DEFAULTS:
+        raise ImproperlyConfigured(
+            f"esp_forms has no setting {name!r}; known settings: {', '.join(sorted(DEFAULTS))}."
+        )
+    user = getattr(settings, "ESP_FORMS", None) or {}
+    return user.get(name, DEFAULTS[name])
+
+
+def unknown_settings() -> list[str]:
+    """Keys in ``settings.ESP_FORMS`` that esp_forms does not know (typos), for a system check."""
+    user = getattr(settings, "ESP_FORMS", None) or {}
+    return sorted(set(user) - set(DEFAULTS))

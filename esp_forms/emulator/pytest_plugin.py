@@ -1,0 +1,1 @@
+# Placeholder until the emulator's fixtures are written.

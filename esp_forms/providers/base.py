@@ -1,0 +1,237 @@
+"""The shared provider base: one pooled ``requests.Session``, timeouts, error mapping, redaction.
+
+A provider module subclasses :class:`BaseProvider`, sets ``name``, ``default_base_url`` and
+``default_rate_limit``, and fills in the hooks: ``build_subscribe_request`` /
+``parse_subscribe_response``, ``get_contact_status`` and ``check_account``. The base runs the
+steps, so every provider times out, redacts and classifies errors the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import requests
+
+from esp_forms import __version__
+from esp_forms.conf import get_setting
+from esp_forms.exceptions import (
+    PermanentProviderError,
+    ProviderConfigurationError,
+    TransientProviderError,
+)
+
+if TYPE_CHECKING:
+    from esp_forms.models import ProviderAccount, SignupForm, Submission
+
+logger = logging.getLogger("esp_forms.providers")
+
+REDACTED = "[redacted]"
+
+
+@dataclass
+class ProviderRequest:
+    """One HTTP call, before it is sent. ``path`` is appended to the account's base URL."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    data: dict[str, Any] | list[tuple[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    auth: tuple[str, str] | None = None
+
+
+@dataclass
+class ProviderResponse:
+    status_code: int
+    text: str
+    headers: dict[str, str]
+    data: Any = None  # parsed JSON, when the body was JSON
+
+
+@dataclass
+class SubscribeResult:
+    """What the provider said about one accepted contact."""
+
+    contact_id: str
+    # True/False where the provider tells a new contact from an update; None when it does not.
+    is_new: bool | None = None
+    # The opt-in state the answer implies right away (an OptinStatus value), or None.
+    optin_status: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    # Redacted request and response, for the event log.
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ContactStatus:
+    """A contact's double opt-in state as read from the provider."""
+
+    optin_status: str  # OptinStatus: unconfirmed, confirmed or unsubscribed
+    contact_id: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AccountCheck:
+    """Result of validating an account (key works, lists exist...)."""
+
+    ok: bool
+    problems: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+_sessions = threading.local()
+
+
+class BaseProvider:
+    name: ClassVar[str] = ""
+    verbose_name: ClassVar[str] = ""
+    default_base_url: ClassVar[str] = ""
+    # (requests, window seconds) documented by the provider for the subscribe call.
+    default_rate_limit: ClassVar[tuple[int, float]] = (60, 60.0)
+
+    def __init__(self, account: ProviderAccount) -> None:
+        self.account = account
+
+    # ---- public API --------------------------------------------------------------------
+    def subscribe(self, submission: Submission, *, confirmed: bool = False) -> SubscribeResult:
+        """Send one submission. ``confirmed``: the person already confirmed through this
+        site's own link (local double opt-in), so the provider must not ask again."""
+        request = self.build_subscribe_request(submission, confirmed=confirmed)
+        response = self.send(request)
+        result = self.parse_subscribe_response(submission, response, confirmed=confirmed)
+        result.raw = {"request": self.redact_request(request), "response": self.redact(response)}
+        return result
+
+    def get_contact_status(self, submission: Submission) -> ContactStatus:
+        raise NotImplementedError
+
+    def check_account(self, forms: list[SignupForm]) -> AccountCheck:
+        raise NotImplementedError
+
+    @property
+    def rate_limit(self) -> tuple[int, float]:
+        """(limit, window seconds) for this account: its override or the documented default."""
+        if self.account.rate_limit_per_minute:
+            return (self.account.rate_limit_per_minute, 60.0)
+        return self.default_rate_limit
+
+    # ---- hooks -------------------------------------------------------------------------
+    def build_subscribe_request(self, submission: Submission, *, confirmed: bool
+                                ) -> ProviderRequest:
+        raise NotImplementedError
+
+    def parse_subscribe_response(self, submission: Submission, response: ProviderResponse,
+                                 *, confirmed: bool) -> SubscribeResult:
+        raise NotImplementedError
+
+    def raise_for_status(self, request: ProviderRequest, response: ProviderResponse) -> None:
+        """Default HTTP error mapping; providers override for their own codes."""
+        status = response.status_code
+        if status < 400:
+            return
+        body = self.redact(response)["body"]
+        if status == 429 or status >= 500:
+            raise TransientProviderError(
+                f"{self.verbose_name} answered HTTP {status}", **self.error_context(status, body),
+                retry_after=_retry_after(response),
+            )
+        if status in (401, 403):
+            raise ProviderConfigurationError(
+                f"{self.verbose_name} refused the API key", **self.error_context(status, body))
+        raise PermanentProviderError(
+            f"{self.verbose_name} refused the request", **self.error_context(status, body))
+
+    # ---- plumbing ----------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return (self.account.api_base_url or self.default_base_url).rstrip("/")
+
+    def session(self) -> requests.Session:
+        """One pooled session per thread and provider: keep-alive across calls."""
+        key = self.name
+        sessions = getattr(_sessions, "by_provider", None)
+        if sessions is None:
+            sessions = _sessions.by_provider = {}
+        if key not in sessions:
+            s = requests.Session()
+            s.headers["User-Agent"] = f"esp_forms/{__version__}-{self.name}"
+            sessions[key] = s
+        return sessions[key]
+
+    def error_context(self, status: int | None, body: Any, code: str | None = None
+                      ) -> dict[str, Any]:
+        return {"provider": self.name, "account_id": self.account.pk, "status_code": status,
+                "response": body, "code": code}
+
+    def send(self, request: ProviderRequest) -> ProviderResponse:
+        """Send over HTTP; network trouble becomes TransientProviderError, HTTP errors are mapped
+        by ``raise_for_status``."""
+        url = self.base_url + request.path
+        timeout = (float(get_setting("CONNECT_TIMEOUT")), float(get_setting("READ_TIMEOUT")))
+        try:
+            raw = self.session().request(
+                request.method, url, params=request.params, json=request.json,
+                data=request.data, headers=request.headers, auth=request.auth, timeout=timeout,
+            )
+        except requests.Timeout as err:
+            raise TransientProviderError(
+                f"{self.verbose_name} did not answer in time ({type(err).__name__})",
+                **self.error_context(None, None)) from err
+        except requests.RequestException as err:
+            # str(err) of a connection error may carry the URL; our URLs never hold a key.
+            raise TransientProviderError(
+                f"Could not reach {self.verbose_name}: {type(err).__name__}",
+                **self.error_context(None, self.scrub(str(err)))) from err
+        response = ProviderResponse(
+            status_code=raw.status_code, text=raw.text, headers=dict(raw.headers))
+        try:
+            response.data = raw.json() if raw.content else None
+        except ValueError:
+            response.data = None
+        logger.debug("%s %s %s -> %s", self.name, request.method, request.path,
+                     response.status_code)
+        self.raise_for_status(request, response)
+        return response
+
+    def scrub(self, text: str) -> str:
+        key = self.account.api_key
+        return text.replace(key, REDACTED) if key else text
+
+    def redact(self, response: ProviderResponse) -> dict[str, Any]:
+        body: Any = response.data if response.data is not None else response.text[:2000]
+        if self.account.api_key:
+            body = json.loads(self.scrub(json.dumps(body, ensure_ascii=False)))
+        return {"status": response.status_code, "body": body}
+
+    def redact_request(self, request: ProviderRequest) -> dict[str, Any]:
+        """The request as the event log keeps it: no auth, no api_key."""
+        def clean(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, list):
+                value = dict(value) if all(isinstance(v, tuple) for v in value) else value
+            if isinstance(value, dict):
+                return {k: (REDACTED if k in ("api_key", "password", "secret") else v)
+                        for k, v in value.items()}
+            return value
+
+        out = {"method": request.method, "path": request.path}
+        for name in ("params", "json", "data"):
+            value = getattr(request, name)
+            if value is not None:
+                out[name] = clean(value)
+        return json.loads(self.scrub(json.dumps(out, ensure_ascii=False, default=str)))
+
+
+def _retry_after(response: ProviderResponse) -> float | None:
+    value = response.headers.get("Retry-After") or response.headers.get("retry-after")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,23 @@
+"""Public routes of esp_forms. Include at the site root: ``path("", include("esp_forms.urls"))``."""
+
+from django.urls import path
+
+from esp_forms import webhooks
+from esp_forms.api import views as api_views
+from esp_forms.views import confirm, sandbox, signup
+
+app_name = "esp_forms"
+
+urlpatterns = [
+    path("forms/<slug:form_type>/", signup.form_page, name="form"),
+    path("confirm/<str:token>/", confirm.confirm_page, name="confirm"),
+    path("sandbox/confirm/<str:token>/", sandbox.confirm_contact, name="sandbox_confirm"),
+    path("webhooks/<str:provider>/<int:account_id>/", webhooks.webhook_view, name="webhook"),
+    path("api/esp-forms/schema/", api_views.schema_view, name="api_schema"),
+    path("api/esp-forms/forms/<slug:form_type>/", api_views.FormSchemaView.as_view(),
+         name="api_form"),
+    path("api/esp-forms/forms/<slug:form_type>/submissions/",
+         api_views.SubmissionCreateView.as_view(), name="api_submit"),
+    path("api/esp-forms/submissions/<uuid:pk>/", api_views.SubmissionStatusView.as_view(),
+         name="api_status"),
+]
