@@ -1,0 +1,37 @@
+"""Retention: erase the personal data of old submissions, keep the statistics."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from esp_forms.conf import get_setting
+from esp_forms.models import DeliveryStatus, EventKind, Submission, SubmissionEvent
+
+
+def purge(*, days: int | None = None, dry_run: bool = False) -> int:
+    """Erase email, phone, data, IPs and user agent of settled submissions older than
+    ``days`` (default ``RETENTION_DAYS``), and the provider exchanges in their event log.
+    Pending submissions are kept whole: they still have to be delivered."""
+    days = get_setting("RETENTION_DAYS") if days is None else days
+    if days is None:
+        return 0
+    cutoff = timezone.now() - timedelta(days=float(days))
+    qs = Submission.objects.filter(created_at__lt=cutoff, purged_at__isnull=True).exclude(
+        delivery_status=DeliveryStatus.PENDING)
+    if dry_run:
+        return qs.count()
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(qs.values_list("pk", flat=True))
+        SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
+        count = Submission.objects.filter(pk__in=ids).update(
+            email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
+            purged_at=now)
+        SubmissionEvent.objects.bulk_create(
+            SubmissionEvent(submission_id=pk, kind=EventKind.PURGED,
+                            message=f"Personal data erased after {days} days")
+            for pk in ids)
+    return count
