@@ -33,3 +33,48 @@ def newsletter(sandbox_account) -> SignupForm:
         fields=[{"name": "first_name", "kind": FieldKind.FIRST_NAME},
                 {"name": "phone", "kind": FieldKind.PHONE}],
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limiter():
+    """The per-process limiter is module state; every test starts with empty windows."""
+    from esp_forms import ratelimit
+
+    ratelimit._limiter_for.cache_clear()
+    yield
+    ratelimit._limiter_for.cache_clear()
+
+
+ESPUTNIK_KEY = "es-test-key-0123456789"
+UNISENDER_KEY = "uni-test-key-0123456789"
+
+
+@pytest.fixture
+def esputnik_form(db, emulator) -> SignupForm:
+    emulator.add_esputnik_account(ESPUTNIK_KEY, groups=["Newsletter"])
+    account = ProviderAccount.objects.create(name="eSputnik", provider="esputnik",
+                                             api_key=ESPUTNIK_KEY, api_base_url=emulator.url)
+    return make_form(account, "es-news", lists="Newsletter", double_opt_in=DoubleOptIn.PROVIDER,
+                     fields=[{"name": "first_name", "kind": FieldKind.FIRST_NAME}])
+
+
+@pytest.fixture
+def unisender_form(db, emulator) -> SignupForm:
+    emulator.add_unisender_account(UNISENDER_KEY, lists=[
+        {"id": 555777, "title": "News", "confirmation_letter": True}])
+    account = ProviderAccount.objects.create(name="UniSender", provider="unisender",
+                                             api_key=UNISENDER_KEY, api_base_url=emulator.url)
+    return make_form(account, "uni-news", lists="555777", double_opt_in=DoubleOptIn.PROVIDER,
+                     fields=[{"name": "first_name", "kind": FieldKind.FIRST_NAME}])
+
+
+def make_submission(form: SignupForm, email: str = "olena@example.com", **kwargs):
+    from django.utils import timezone
+
+    from esp_forms.models import OptinStatus, Submission
+
+    kwargs.setdefault("optin_status", OptinStatus.NOT_REQUIRED
+                      if form.double_opt_in == DoubleOptIn.OFF else OptinStatus.UNCONFIRMED)
+    kwargs.setdefault("next_attempt_at", timezone.now())
+    kwargs.setdefault("data", {"first_name": "Olena"})
+    return Submission.objects.create(form=form, email=email, ip="203.0.113.7", **kwargs)

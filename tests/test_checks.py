@@ -1,0 +1,58 @@
+"""System checks: stable ids, wording from the constants in esp_forms.checks."""
+
+import pytest
+from django.core.checks import Error, Warning
+from django.test import override_settings
+
+from esp_forms.checks import Codes, Hints, Messages, check_forms, check_settings
+from esp_forms.models import FormField, ProviderAccount
+from tests.conftest import make_form
+
+
+def ids(messages):
+    return [m.id for m in messages]
+
+
+def test_clean_settings_only_warn_about_the_local_limiter():
+    assert check_settings() == [Warning(Messages.LOCAL_RATE_LIMITER, hint=Hints.LOCAL_RATE_LIMITER,
+                                        id=Codes.LOCAL_RATE_LIMITER)]
+
+
+def test_unknown_and_bad_settings():
+    with override_settings(ESP_FORMS={"RETRY_SCHEDULE": [], "RETRY_SHEDULE": [1],
+                                      "RATE_LIMIT_REDIS_URL": "redis://x:6379/0"}):
+        result = check_settings()
+    assert result[0] == Warning(Messages.UNKNOWN_SETTING.format(keys="RETRY_SHEDULE"),
+                                hint=Hints.UNKNOWN_SETTING, id=Codes.UNKNOWN_SETTING)
+    assert ids(result) == [Codes.UNKNOWN_SETTING, Codes.BAD_SETTING]
+
+
+def test_countdown_must_stay_below_visibility_timeout():
+    with override_settings(CELERY_BROKER_TRANSPORT_OPTIONS={"visibility_timeout": 300},
+                           ESP_FORMS={"RATE_LIMIT_REDIS_URL": "redis://x:6379/0"}):
+        assert ids(check_settings()) == [Codes.BAD_SETTING]
+
+
+@pytest.mark.django_db
+def test_database_checks(sandbox_account):
+    unisender = ProviderAccount.objects.create(name="Uni", provider="unisender", api_key="")
+    make_form(unisender, "uni", lists="not-a-number")
+    inactive = ProviderAccount.objects.create(name="Off", provider="sandbox", is_active=False)
+    make_form(inactive, "off-form")
+    no_email = make_form(sandbox_account, "no-email")
+    FormField.objects.filter(form=no_email).delete()
+    ProviderAccount.objects.create(name="Odd", provider="mailchimp")
+    broken = ProviderAccount.objects.create(name="Broken", provider="sandbox",
+                                            config_error="bad key")
+    assert broken.is_active
+
+    result = check_forms(databases=["default"])
+    assert sorted(ids(result)) == sorted([
+        Codes.ACCOUNT_WITHOUT_KEY, Codes.UNKNOWN_PROVIDER, Codes.ACCOUNT_CONFIG_ERROR,
+        Codes.FORM_WITHOUT_ACTIVE_ACCOUNT, Codes.MISSING_EMAIL_FIELD,
+        Codes.UNISENDER_WITHOUT_LISTS,
+    ])
+    assert Error(Messages.MISSING_EMAIL_FIELD.format(form="no-email", count=0),
+                 hint=Hints.MISSING_EMAIL_FIELD, obj=no_email,
+                 id=Codes.MISSING_EMAIL_FIELD) in result
+    assert check_forms(databases=None) == []
