@@ -5,6 +5,7 @@ transport), so ``make run`` needs no server. ``DATABASE_URL`` and ``CELERY_BROKE
 PostgreSQL and Redis.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -91,9 +92,11 @@ if CELERY_BROKER_URL == "filesystem://":
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        # Broadcast (remote control) messages; kombu's default is ./control in the cwd.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
-    for _d in (_broker_dir, _broker_dir / "processed"):
+    for _d in (_broker_dir, _broker_dir / "processed", _broker_dir / "control"):
         _d.mkdir(parents=True, exist_ok=True)
 else:
     # Redis redelivers an unacknowledged task after this many seconds; it must stay longer
@@ -125,14 +128,18 @@ SPECTACULAR_SETTINGS = {
 
 # --- esp_forms ------------------------------------------------------------------------------
 ESP_FORMS = {
-    "SITE_URL": os.environ.get("ESP_FORMS_SITE_URL", f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"),
+    "SITE_URL": os.environ.get("ESP_FORMS_SITE_URL",
+                               f"http://127.0.0.1:{os.environ.get('PORT', '8000')}"),
+    # Demo and test convenience: extra settings as JSON, e.g. '{"RETRY_SCHEDULE": [1, 5]}'.
+    **json.loads(os.environ.get("ESP_FORMS_JSON", "{}")),
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"esp_forms": {"handlers": ["console"], "level": os.environ.get("ESP_FORMS_LOG_LEVEL", "INFO")}},
+    "loggers": {"esp_forms": {"handlers": ["console"],
+                              "level": os.environ.get("ESP_FORMS_LOG_LEVEL", "INFO")}},
 }
 
 DEMO_DIR.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from esp_forms.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from esp_forms.models import ProviderAccount, SignupForm, Submission
+    from esp_forms.models import FormField, ProviderAccount, SignupForm, Submission
 
 logger = logging.getLogger("esp_forms.providers")
 
@@ -43,6 +43,9 @@ class ProviderRequest:
     data: dict[str, Any] | list[tuple[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     auth: tuple[str, str] | None = None
+    # HTTP statuses the caller maps itself (e.g. eSputnik's 409 "duplicated request" on
+    # subscribe, 404 when reading a contact): ``send`` returns them instead of raising.
+    ok_statuses: tuple[int, ...] = ()
 
 
 @dataclass
@@ -81,7 +84,10 @@ class AccountCheck:
     """Result of validating an account (key works, lists exist...)."""
 
     ok: bool
+    # Each makes the check fail: one human-readable line per problem.
     problems: list[str] = field(default_factory=list)
+    # Worth reading but not failing (e.g. an eSputnik group that subscribe will create).
+    warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +111,9 @@ class BaseProvider:
         request = self.build_subscribe_request(submission, confirmed=confirmed)
         response = self.send(request)
         result = self.parse_subscribe_response(submission, response, confirmed=confirmed)
-        result.raw = {"request": self.redact_request(request), "response": self.redact(response)}
+        # Keep what the parser added (e.g. a follow-up lookup) beside the main exchange.
+        result.raw = {"request": self.redact_request(request), "response": self.redact(response),
+                      **result.raw}
         return result
 
     def get_contact_status(self, submission: Submission) -> ContactStatus:
@@ -139,7 +147,7 @@ class BaseProvider:
         if status == 429 or status >= 500:
             raise TransientProviderError(
                 f"{self.verbose_name} answered HTTP {status}", **self.error_context(status, body),
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response),
             )
         if status in (401, 403):
             raise ProviderConfigurationError(
@@ -174,10 +182,18 @@ class BaseProvider:
         by ``raise_for_status``."""
         url = self.base_url + request.path
         timeout = (float(get_setting("CONNECT_TIMEOUT")), float(get_setting("READ_TIMEOUT")))
+        headers = dict(request.headers)
+        data: Any = request.data
+        if request.json is not None:
+            # Serialise ourselves: requests would \u-escape every non-ASCII character, while
+            # the providers document plain UTF-8 JSON (Cyrillic names are common).
+            data = json.dumps(request.json, ensure_ascii=False).encode("utf-8")
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json; charset=UTF-8"
         try:
             raw = self.session().request(
-                request.method, url, params=request.params, json=request.json,
-                data=request.data, headers=request.headers, auth=request.auth, timeout=timeout,
+                request.method, url, params=request.params, data=data, headers=headers,
+                auth=request.auth, timeout=timeout,
             )
         except requests.Timeout as err:
             raise TransientProviderError(
@@ -196,18 +212,31 @@ class BaseProvider:
             response.data = None
         logger.debug("%s %s %s -> %s", self.name, request.method, request.path,
                      response.status_code)
-        self.raise_for_status(request, response)
+        if response.status_code not in request.ok_statuses:
+            self.raise_for_status(request, response)
         return response
 
     def scrub(self, text: str) -> str:
         key = self.account.api_key
         return text.replace(key, REDACTED) if key else text
 
+    def scrub_value(self, value: Any) -> Any:
+        """``value`` with the API key removed from every string in it, at any depth.
+
+        Walks the structure instead of scrubbing its JSON text, so a key containing characters
+        that JSON escapes is still found and the result is always valid data.
+        """
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, dict):
+            return {self.scrub(str(k)): self.scrub_value(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.scrub_value(v) for v in value]
+        return value
+
     def redact(self, response: ProviderResponse) -> dict[str, Any]:
         body: Any = response.data if response.data is not None else response.text[:2000]
-        if self.account.api_key:
-            body = json.loads(self.scrub(json.dumps(body, ensure_ascii=False)))
-        return {"status": response.status_code, "body": body}
+        return {"status": response.status_code, "body": self.scrub_value(body)}
 
     def redact_request(self, request: ProviderRequest) -> dict[str, Any]:
         """The request as the event log keeps it: no auth, no api_key."""
@@ -221,17 +250,83 @@ class BaseProvider:
                         for k, v in value.items()}
             return value
 
-        out = {"method": request.method, "path": request.path}
+        out: dict[str, Any] = {"method": request.method, "path": request.path}
         for name in ("params", "json", "data"):
             value = getattr(request, name)
             if value is not None:
                 out[name] = clean(value)
-        return json.loads(self.scrub(json.dumps(out, ensure_ascii=False, default=str)))
+        # Round trip through JSON so dates and the like become strings the event log can store.
+        return self.scrub_value(json.loads(json.dumps(out, ensure_ascii=False, default=str)))
 
 
-def _retry_after(response: ProviderResponse) -> float | None:
+def retry_after_seconds(response: ProviderResponse) -> float | None:
+    """The ``Retry-After`` header in seconds, when the provider sent a number."""
     value = response.headers.get("Retry-After") or response.headers.get("retry-after")
     try:
         return float(value) if value else None
     except ValueError:
         return None
+
+
+def is_blank(value: Any) -> bool:
+    """True for values a provider should not receive: None, "", whitespace, empty containers.
+
+    ``False`` and ``0`` are real answers (an unticked checkbox), so they are kept.
+    """
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, (list, tuple, dict, set)):
+        return not value
+    return False
+
+
+def submitted_fields(submission: Submission) -> list[tuple[FormField, Any]]:
+    """The form's custom fields (not email, phone or names), each with its submitted value.
+
+    In form order; blank values are left out, so providers never overwrite stored data with
+    emptiness. Email and phone are read from the submission itself, names through
+    :func:`submitted_names`.
+    """
+    from esp_forms.models import STANDARD_KINDS
+
+    out: list[tuple[FormField, Any]] = []
+    for form_field in submission.form.fields.all():
+        if form_field.kind in STANDARD_KINDS:
+            continue
+        value = submission.data.get(form_field.name)
+        if not is_blank(value):
+            out.append((form_field, value.strip() if isinstance(value, str) else value))
+    return out
+
+
+@dataclass
+class SubmittedName:
+    kind: str  # FieldKind.FIRST_NAME or FieldKind.LAST_NAME
+    value: str
+    provider_field: str = ""  # the form field's provider_field, "" when unmapped
+
+
+def submitted_names(submission: Submission) -> list[SubmittedName]:
+    """First name, then last name, when given.
+
+    The value is read under the form field's own name, falling back to the ``first_name`` /
+    ``last_name`` keys (the JSON API's top-level keys, stored there even when the form field
+    has another name).
+    """
+    from esp_forms.models import FieldKind
+
+    by_kind = {f.kind: f for f in submission.form.fields.all()
+               if f.kind in (FieldKind.FIRST_NAME, FieldKind.LAST_NAME)}
+    out: list[SubmittedName] = []
+    for kind in (FieldKind.FIRST_NAME, FieldKind.LAST_NAME):
+        form_field = by_kind.get(kind)
+        value: Any = submission.data.get(form_field.name) if form_field else None
+        if is_blank(value):
+            value = submission.data.get(str(kind))
+        if not is_blank(value):
+            out.append(SubmittedName(kind=str(kind), value=str(value).strip(),
+                                     provider_field=form_field.provider_field.strip()
+                                     if form_field else ""))
+    return out
