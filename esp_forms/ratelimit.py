@@ -26,13 +26,14 @@ from esp_forms.conf import get_setting
 
 _ACQUIRE = """
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- Microseconds: millisecond scores would let a slot free up to 1 ms early.
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 if redis.call('ZCARD', KEYS[1]) < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
   return 0
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -60,9 +61,9 @@ class RedisLimiter:
 
     def acquire(self, key: str, limit: int, window: float) -> float:
         """Take a slot: 0.0 when granted, else the seconds until one frees up."""
-        wait_ms = self.script(keys=[f"esp_forms:rl:{key}"],
-                              args=[limit, int(window * 1000), uuid.uuid4().hex])
-        return int(wait_ms) / 1000.0
+        wait_us = self.script(keys=[f"esp_forms:rl:{key}"],
+                              args=[limit, int(window * 1_000_000), uuid.uuid4().hex])
+        return int(wait_us) / 1_000_000
 
     def reset(self, key: str) -> None:
         self.client.delete(f"esp_forms:rl:{key}")
