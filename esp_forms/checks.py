@@ -22,7 +22,8 @@ class Codes:
 
 
 class Messages:
-    FORM_WITHOUT_ACTIVE_ACCOUNT = "Signup form '{form}' is active but its account '{account}' is not."
+    FORM_WITHOUT_ACTIVE_ACCOUNT = (
+        "Signup form '{form}' is active but its account '{account}' is not.")
     UNKNOWN_PROVIDER = "Provider account '{account}' names an unknown provider '{provider}'."
     MISSING_EMAIL_FIELD = "Signup form '{form}' has {count} email fields; it needs exactly one."
     UNISENDER_WITHOUT_LISTS = "UniSender form '{form}' has no numeric list ids."

@@ -97,3 +97,17 @@ def unknown_settings() -> list[str]:
     """Keys in ``settings.ESP_FORMS`` that esp_forms does not know (typos), for a system check."""
     user = getattr(settings, "ESP_FORMS", None) or {}
     return sorted(set(user) - set(DEFAULTS))
+
+
+def site_url() -> str:
+    """Absolute base URL (no trailing slash) for links built without a request: emails sent
+    by workers, the admin's webhook URLs. ``SITE_URL``, else https:// + the first usable
+    ``ALLOWED_HOSTS`` entry."""
+    configured = get_setting("SITE_URL")
+    if configured:
+        return str(configured).rstrip("/")
+    for host in getattr(settings, "ALLOWED_HOSTS", []):
+        host = host.lstrip(".")
+        if host and host != "*":
+            return f"https://{host}"
+    return "http://localhost"

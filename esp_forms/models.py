@@ -437,6 +437,9 @@ class SpamCount(models.Model):
                                     name="esp_forms_spam_unique_day"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.form_id} {self.reason} {self.day}: {self.count}"
+
 
 class SandboxContact(models.Model):
     """A contact held by the offline sandbox provider (stands in for the provider's database)."""

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from esp_forms import ratelimit, signals
-from esp_forms.conf import get_setting
+from esp_forms.conf import get_setting, site_url
 from esp_forms.delivery import _locked, log_event, send_task
 from esp_forms.exceptions import EspFormsError, ProviderConfigurationError
 from esp_forms.models import (
@@ -208,16 +208,8 @@ def read_token(token: str) -> str:
                          max_age=float(get_setting("CONFIRMATION_MAX_AGE")))
 
 
-def site_url() -> str:
-    base = get_setting("SITE_URL")
-    if not base:
-        host = next((h for h in settings.ALLOWED_HOSTS if h and h not in ("*",)), "localhost")
-        base = f"https://{host.lstrip('.')}"
-    return base.rstrip("/") + "/"
-
-
 def confirmation_url(submission: Submission) -> str:
-    return urljoin(site_url(), reverse("esp_forms:confirm", args=[make_token(submission)]))
+    return urljoin(site_url() + "/", reverse("esp_forms:confirm", args=[make_token(submission)]))
 
 
 def send_confirmation(submission_id: Any) -> str:

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from esp_forms.conf import get_setting
+from esp_forms.conf import get_setting, site_url
 from esp_forms.exceptions import TransientProviderError
 from esp_forms.providers.base import (
     AccountCheck,
@@ -31,18 +31,6 @@ if TYPE_CHECKING:
     from esp_forms.models import SandboxContact, SignupForm, Submission
 
 TEMPLATE_DIR = "esp_forms/sandbox"
-
-
-def site_url() -> str:
-    """Absolute base URL for links in emails (workers have no request to build them from)."""
-    configured = get_setting("SITE_URL")
-    if configured:
-        return str(configured).rstrip("/")
-    for host in getattr(settings, "ALLOWED_HOSTS", []):
-        host = host.lstrip(".")
-        if host and host != "*":
-            return f"https://{host}"
-    return "http://localhost"
 
 
 def confirm_url(contact: SandboxContact) -> str:
