@@ -46,7 +46,7 @@ TOKEN_SALT = "esp_forms.confirm"
 # --- applying a status ------------------------------------------------------------------------
 
 def apply_status(submission: Submission, status: str, *, source: str, ip: str | None = None,
-                 **data: Any) -> bool:
+                 data: dict[str, Any] | None = None) -> bool:
     """Move a (locked) submission to ``status``; True when it changed. Idempotent."""
     if status == submission.optin_status or status == OptinStatus.UNCONFIRMED:
         return False
@@ -70,7 +70,8 @@ def apply_status(submission: Submission, status: str, *, source: str, ip: str | 
     else:
         return False
     submission.save()
-    log_event(submission, kind, f"{previous} → {status} ({source})", source=source, **data)
+    log_event(submission, kind, f"{previous} → {status} ({source})", source=source,
+              details=data or {})
     if signal is not None:
         transaction.on_commit(partial(signal.send, sender=Submission, submission=submission))
     return True
@@ -130,7 +131,8 @@ def _refresh_locked(submission: Submission) -> str:
     submission.optin_checked_at = now
     if status.contact_id and not submission.provider_contact_id:
         submission.provider_contact_id = status.contact_id
-    changed = apply_status(submission, status.optin_status, source="provider", **status.raw)
+    changed = apply_status(submission, status.optin_status, source="provider",
+                           data=status.raw)
     if not changed and submission.optin_status == OptinStatus.UNCONFIRMED:
         if _expired(submission):
             apply_status(submission, OptinStatus.EXPIRED, source="expiry")
@@ -139,7 +141,7 @@ def _refresh_locked(submission: Submission) -> str:
         submission.save(update_fields=["next_optin_check_at", "optin_checked_at",
                                        "provider_contact_id", "updated_at"])
         log_event(submission, EventKind.STATUS_CHECKED, f"Still {status.optin_status}",
-                  **status.raw)
+                  details=status.raw)
     elif not changed:
         submission.save(update_fields=["optin_checked_at", "updated_at"])
     return status.optin_status if changed else "unchanged"
@@ -165,7 +167,7 @@ def poll_due(*, limit: int | None = None) -> dict[str, int]:
 
 
 def request_refresh(account: ProviderAccount, email: str, *, reason: str = "webhook",
-                    **data: Any) -> int:
+                    data: dict[str, Any] | None = None) -> int:
     """A hint (webhook, sandbox click) that ``email``'s status changed at ``account``: queue a
     status read for its delivered submissions. The hint itself changes nothing."""
     from esp_forms import tasks
@@ -178,7 +180,7 @@ def request_refresh(account: ProviderAccount, email: str, *, reason: str = "webh
     now = timezone.now()
     for submission in submissions:
         log_event(submission, EventKind.WEBHOOK, f"Hint from {reason}; checking the provider",
-                  **data)
+                  details=data or {})
         # If the broker loses the task, polling still looks at it right away.
         Submission.objects.filter(pk=submission.pk).update(next_optin_check_at=now)
         transaction.on_commit(partial(send_task, tasks.refresh_optin, submission.pk))

@@ -67,7 +67,7 @@ class BaseWebhook:
     def handle(self, event: WebhookEvent) -> str:
         count = optin.request_refresh(self.account, event.email,
                                       reason=f"{self.provider} webhook ({event.kind})",
-                                      event=event.kind)
+                                      data=event.data)
         return f"refresh:{count}"
 
 
@@ -113,7 +113,7 @@ class ESputnikWebhook(BaseWebhook):
             submission = _locked(Submission.objects.filter(pk=pk)).first()
             if submission is not None:
                 changed += optin.apply_status(submission, OptinStatus.UNSUBSCRIBED,
-                                              source="webhook", event=event.data)
+                                              source="webhook", data=event.data)
         return f"unsubscribed:{changed}"
 
 

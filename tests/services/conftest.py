@@ -63,6 +63,7 @@ def _missing_services() -> list[str]:
 _MISSING: list[str] = []
 
 
+@pytest.hookimpl(trylast=True)  # after -m deselection: only what will really run counts
 def pytest_collection_modifyitems(config, items):
     here = [item for item in items if str(ROOT / "tests" / "services") in str(item.fspath)]
     if not here:
