@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS_DIR = ROOT / "test-artifacts"
+ARTIFACTS_DIR.mkdir(exist_ok=True)
 
 # What the workers (and the test process, through the ``settings`` fixture) run with: a short
 # retry schedule and no sweeper grace, so recoveries take seconds, not minutes.
