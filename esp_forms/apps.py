@@ -10,4 +10,5 @@ class EspFormsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported for their side effects: system checks and signal receivers register here.
+        import esp_forms.cors  # noqa: F401  (connects the CORS signal receiver)
         from esp_forms import checks, signals  # noqa: F401

@@ -1,14 +1,316 @@
-# Placeholder until this module is written; replaced by its owner.
+"""The JSON API: a form's public schema, submissions and their status, and the OpenAPI schema.
+
+The API authenticates no one and reads no cookies or session (``authentication_classes = []``),
+so it needs no CSRF protection and can be opened to other origins with CORS: a cross-site page
+can do with it exactly what anyone with curl can, and nothing more. What protects it is the
+anti-spam token, the honeypot and the per-IP throttle.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import uuid
+from typing import Any
+
+from django.conf import settings
 from django.http import Http404
-from django.views import View
+from django.middleware.csrf import get_token
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework import exceptions, status
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView, set_rollback
+
+from esp_forms import spam
+from esp_forms.api.serializers import (
+    ErrorSerializer,
+    FormSchemaSerializer,
+    SubmissionAcceptedSerializer,
+    SubmissionInputSerializer,
+    SubmissionStatusSerializer,
+)
+from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
+from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
+from esp_forms.models import DeliveryStatus, SignupForm, Submission
+from esp_forms.submissions import initial_optin_status, process_signup
+
+# --- plumbing -------------------------------------------------------------------------------
+
+EMPTY_BODY = _lazy('The request body is empty; send a JSON object, e.g. '
+                   '{"email": "ann@example.com"}.')
 
 
-def schema_view(request, *args, **kwargs):
-    raise Http404("not built yet")
+def error_body(message: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The one error shape of the API and of the HTML form's JSON answers."""
+    return {"ok": False, "message": str(message), "errors": errors or {}}
 
 
-class FormSchemaView(View):
-    pass
+class SafeJSONParser(BaseParser):
+    """JSON only, with clear messages, a size limit, and no 500 on pathological input.
+
+    DRF's own parser lets a deeply nested body raise RecursionError (a 500) and reads bodies
+    of any size; this one turns both into a 400 with a sentence a developer can act on.
+    """
+
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None,
+              parser_context: dict[str, Any] | None = None) -> Any:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw = stream.read(limit + 1) if limit is not None else stream.read()
+        if limit is not None and len(raw) > limit:
+            raise exceptions.ParseError(_("The request body is too large."))
+        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        try:
+            text = codecs.decode(raw, encoding)
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise exceptions.ParseError(
+                _("The request body is not valid %(encoding)s text.") % {"encoding": encoding}
+            ) from exc
+        if not text.strip():
+            raise exceptions.ParseError(EMPTY_BODY)
+        try:
+            return json.loads(text, parse_constant=_reject_constant)
+        except ValueError as exc:
+            raise exceptions.ParseError(
+                _("The request body is not valid JSON: %(reason)s.") % {"reason": exc}) from exc
+        except RecursionError as exc:
+            raise exceptions.ParseError(_("The request body is nested too deeply.")) from exc
 
 
-SubmissionCreateView = SubmissionStatusView = FormSchemaView
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+class AlwaysJSON(BaseContentNegotiation):
+    """Answer JSON whatever the Accept header says; a 406 would help nobody here."""
+
+    def select_parser(self, request: Request, parsers: list[BaseParser]) -> BaseParser | None:
+        for parser in parsers:
+            if parser.media_type == request.content_type.split(";")[0].strip():
+                return parser
+        return None
+
+    def select_renderer(self, request: Request, renderers: list[Any],
+                        format_suffix: str | None = None) -> tuple[Any, str]:
+        return renderers[0], renderers[0].media_type
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF exceptions answered in the one error shape, with human messages."""
+    headers: dict[str, str] = {}
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    if isinstance(exc, exceptions.Throttled):
+        message = throttled_message(exc.wait)
+        if exc.wait:
+            headers["Retry-After"] = str(max(1, round(exc.wait)))
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        message = _("Send the body as JSON, with the header Content-Type: application/json.")
+    elif isinstance(exc, exceptions.MethodNotAllowed):
+        message = _("This address does not accept %(method)s requests.") % {
+            "method": context["request"].method}
+    elif isinstance(exc, exceptions.NotFound):
+        message = str(exc.detail) if exc.args else _("Not found.")
+    elif isinstance(exc, exceptions.APIException):
+        message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else \
+            _("The request could not be processed.")
+    else:
+        return None
+    set_rollback()
+    return Response(error_body(message, {NON_FIELD_KEY: [message]}), status=exc.status_code,
+                    headers=headers)
+
+
+class PublicAPIView(APIView):
+    """No authentication (so no session, no CSRF), JSON in and out, one error shape."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    parser_classes = [SafeJSONParser]
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
+
+    def get_exception_handler(self) -> Any:
+        return api_exception_handler
+
+
+def get_active_form(form_type: str) -> SignupForm:
+    form = (SignupForm.objects.select_related("account")
+            .filter(form_type=form_type, is_active=True).first())
+    if form is None:
+        raise Http404(_("There is no active signup form called “%(form_type)s”.") % {
+            "form_type": form_type})
+    return form
+
+
+_ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input; see errors."),
+    404: OpenApiResponse(ErrorSerializer, description="Unknown or inactive form."),
+}
+
+
+# --- endpoints -------------------------------------------------------------------------------
+
+class FormSchemaView(PublicAPIView):
+    """``GET /api/esp-forms/forms/<form_type>/``: what to show and a fresh anti-spam token."""
+
+    @extend_schema(
+        operation_id="esp_forms_form_schema",
+        summary="A form's public schema and a fresh anti-spam token",
+        responses={200: FormSchemaSerializer, 404: _ERRORS[404]},
+    )
+    def get(self, request: Request, form_type: str) -> Response:
+        form = get_active_form(form_type)
+        layout = FormLayout(form)
+        fields = []
+        for spec in layout.specs:
+            ff = spec.form_field
+            fields.append({
+                "name": ff.name if ff else spec.api_key,
+                "label": (ff.label if ff else "") or str(spec.kind).replace("_", " ").title(),
+                "kind": spec.kind,
+                "required": True if spec.kind == "email" else bool(ff and ff.required),
+                "choices": [{"value": v, "label": lbl} for v, lbl in (ff.choice_pairs if ff
+                                                                     else [])],
+                "help_text": ff.help_text if ff else "",
+            })
+        data = {
+            "form_type": form.form_type,
+            "title": form.title,
+            "description": form.description,
+            "fields": fields,
+            "consent_text": form.consent_text,
+            "submit_label": form.submit_label,
+            "form_token": spam.issue_token(form.form_type),
+            "honeypot_field": layout.honeypot_name,
+            "submit_url": request.build_absolute_uri(
+                reverse("esp_forms:api_submit", args=[form.form_type])),
+            # The bundled script posts the HTML form (same origin, CSRF-protected) from pages
+            # that may be fully cached; this sets the CSRF cookie if missing and hands it the
+            # matching token. Cross-origin callers send no cookies, so it is useless to them.
+            "csrf_token": get_token(request._request),
+        }
+        response = Response(FormSchemaSerializer(data).data)
+        # Every answer carries a new token: never cache it anywhere.
+        add_never_cache_headers(response)
+        return response
+
+
+class SubmissionCreateView(PublicAPIView):
+    """``POST /api/esp-forms/forms/<form_type>/submissions/``."""
+
+    throttle_classes = [SubmitRateThrottle]
+
+    @extend_schema(
+        operation_id="esp_forms_submit",
+        summary="Submit a signup",
+        description=(
+            "Stores the signup and queues its delivery. Unknown keys are rejected. Submissions "
+            "caught by the anti-spam checks are answered exactly like accepted ones."),
+        request=SubmissionInputSerializer,
+        responses={
+            202: SubmissionAcceptedSerializer,
+            400: _ERRORS[400],
+            404: _ERRORS[404],
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
+                                                              "this IP address."),
+        },
+    )
+    def post(self, request: Request, form_type: str) -> Response:
+        form = get_active_form(form_type)
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length <= 0:
+            # DRF reads an empty body as {}; say what is wrong instead of "email required".
+            raise exceptions.ParseError(EMPTY_BODY)
+        layout = FormLayout(form)
+        body = SubmissionInputSerializer(data=request.data, context={"layout": layout})
+        if not body.is_valid():
+            errors = {str(key): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+                      for key, msgs in body.errors.items()}
+            return Response(error_body(_summary(form, errors), errors),
+                            status=status.HTTP_400_BAD_REQUEST)
+        bound = SignupSubmissionForm(form, data=body.validated_data, layout=layout)
+        outcome = process_signup(bound, request._request, api=True)
+        if not outcome.ok:
+            return Response(error_body(outcome.message, outcome.errors),
+                            status=status.HTTP_400_BAD_REQUEST)
+        return Response({
+            "ok": True,
+            "message": outcome.message,
+            "id": str(outcome.public_id),
+            "delivery_status": outcome.delivery_status,
+            "optin_status": outcome.optin_status,
+        }, status=status.HTTP_202_ACCEPTED)
+
+
+def _summary(form: SignupForm, errors: dict[str, list[str]]) -> str:
+    """The message of a 400 whose problem is the request's shape rather than a value."""
+    if set(errors) == {NON_FIELD_KEY}:
+        return errors[NON_FIELD_KEY][0]
+    return form.error_message
+
+
+class SubmissionStatusView(PublicAPIView):
+    """``GET /api/esp-forms/submissions/<id>/``: statuses only, never personal data."""
+
+    @extend_schema(
+        operation_id="esp_forms_submission_status",
+        summary="A submission's delivery and opt-in status",
+        responses={200: SubmissionStatusSerializer,
+                   404: OpenApiResponse(ErrorSerializer, description="No such submission.")},
+    )
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        row = (Submission.objects.filter(pk=pk)
+               .values("id", "form__form_type", "delivery_status", "optin_status").first())
+        if row is not None:
+            data = {"id": row["id"], "form_type": row["form__form_type"],
+                    "delivery_status": row["delivery_status"],
+                    "optin_status": row["optin_status"]}
+        else:
+            data = self._decoy(pk)
+        response = Response(SubmissionStatusSerializer(data).data)
+        add_never_cache_headers(response)
+        return response
+
+    @staticmethod
+    def _decoy(pk: uuid.UUID) -> dict[str, Any]:
+        """The status of an id handed to a dropped spam submission: pending, like a real one
+        whose delivery is queued, so the status endpoint does not reveal the drop."""
+        form_pk = spam.decoy_form_pk(pk)
+        form = SignupForm.objects.filter(pk=form_pk).first() if form_pk else None
+        if form is None:
+            raise Http404(_("There is no submission with this id."))
+        return {"id": pk, "form_type": form.form_type,
+                "delivery_status": DeliveryStatus.PENDING,
+                "optin_status": initial_optin_status(form)}
+
+
+def only_esp_forms_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[Any]:
+    """drf-spectacular preprocessing hook: the app's schema shows the app's API only."""
+    ours = (FormSchemaView, SubmissionCreateView, SubmissionStatusView)
+    return [endpoint for endpoint in endpoints
+            if getattr(endpoint[3], "cls", None) in ours]
+
+
+schema_view = SpectacularAPIView.as_view(custom_settings={
+    "TITLE": "esp_forms API",
+    "DESCRIPTION": "Newsletter signup forms: a form's public schema, submissions and their "
+                   "status. Errors are {\"ok\": false, \"message\", \"errors\": {key: [...]}}.",
+    "VERSION": "1",
+    "PREPROCESSING_HOOKS": ["esp_forms.api.views.only_esp_forms_endpoints"],
+})

@@ -1,0 +1,227 @@
+/* esp_forms: progressive enhancement of the signup forms rendered by {% esp_form %}.
+ *
+ * Without this script the forms post and re-render like any HTML form. With it, each form:
+ *  - fetches a fresh anti-spam token (and CSRF token) from its schema URL on load, so pages can
+ *    be fully cached: the token in the cached HTML is only the no-script fallback;
+ *  - posts with fetch, shows the message and the field errors in place, moves focus to the
+ *    first invalid field (or to the message), and disables the button while sending.
+ * No build step, no dependencies. window.espForms.init(formElement) enhances a form added later.
+ */
+(function () {
+  "use strict";
+  if (window.espForms) { return; } // the script was included twice
+
+  // A tab left open for long gets a new token when it is shown again. Long, so that a person
+  // who comes back and submits at once does not hold a token younger than MIN_FILL_SECONDS.
+  var REFRESH_AFTER_MS = 12 * 60 * 60 * 1000;
+  var TEXT = {
+    network: "We could not reach the server. Please check your connection and try again.",
+    expired: "This page has expired. Please reload it and try again.",
+    failed: "Something went wrong on our side. Please try again in a moment.",
+    sending: "Sending…"
+  };
+
+  function byName(form, name) {
+    var el = form.elements.namedItem(name);
+    // A RadioNodeList when several inputs share the name: take the first.
+    if (el && typeof el.length === "number" && !el.tagName) { el = el[0]; }
+    return el || null;
+  }
+
+  function setHidden(form, name, value) {
+    var el = byName(form, name);
+    if (!el) {
+      el = document.createElement("input");
+      el.type = "hidden";
+      el.name = name;
+      form.appendChild(el);
+    }
+    el.value = value;
+  }
+
+  function refreshToken(form) {
+    var url = form.getAttribute("data-esp-schema-url");
+    if (!url) { return Promise.resolve(); }
+    return fetch(url, {
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin",
+      cache: "no-store"
+    }).then(function (response) {
+      return response.ok ? response.json() : null;
+    }).then(function (data) {
+      if (!data || !data.form_token) { return; }
+      setHidden(form, "form_token", data.form_token);
+      if (data.csrf_token) { setHidden(form, "csrfmiddlewaretoken", data.csrf_token); }
+      form._espTokenAt = Date.now();
+    }).catch(function () {
+      // Offline or blocked: keep the token the server rendered into the page.
+    });
+  }
+
+  function messageBox(form) {
+    return form.querySelector(".esp-form__message");
+  }
+
+  function showMessage(form, text, kind) {
+    var box = messageBox(form);
+    if (!box) { return null; }
+    box.classList.remove("esp-form__message--success", "esp-form__message--error");
+    if (kind) { box.classList.add("esp-form__message--" + kind); }
+    box.textContent = text || "";
+    return box;
+  }
+
+  function describedBy(input, id, add) {
+    var ids = (input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+    ids = ids.filter(function (x) { return x !== id; });
+    if (add) { ids.push(id); }
+    if (ids.length) { input.setAttribute("aria-describedby", ids.join(" ")); }
+    else { input.removeAttribute("aria-describedby"); }
+  }
+
+  function clearErrors(form) {
+    Array.prototype.forEach.call(form.querySelectorAll(".esp-form__error"), function (el) {
+      var input = el.id ? form.querySelector("[aria-describedby~='" + el.id + "']") : null;
+      if (input) {
+        describedBy(input, el.id, false);
+        input.removeAttribute("aria-invalid");
+      }
+      el.parentNode.removeChild(el);
+    });
+    Array.prototype.forEach.call(form.querySelectorAll(".esp-form__field--invalid"), function (el) {
+      el.classList.remove("esp-form__field--invalid");
+    });
+    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (el) {
+      el.removeAttribute("aria-invalid");
+    });
+  }
+
+  // Shows errors next to their fields; returns the first invalid input, and the messages
+  // that belong to no field (they go to the message region).
+  function showErrors(form, errors) {
+    var first = null;
+    var loose = [];
+    Object.keys(errors || {}).forEach(function (name) {
+      var messages = [].concat(errors[name]).join(" ");
+      var input = name === "non_field_errors" ? null : byName(form, name);
+      if (!input || input.type === "hidden") { loose.push(messages); return; }
+      var wrapper = input.closest(".esp-form__field") || input.parentNode;
+      var error = document.createElement("p");
+      error.className = "esp-form__error";
+      error.id = (input.id || (form.getAttribute("id") + "-" + name)) + "_error";
+      error.textContent = messages;
+      wrapper.appendChild(error);
+      wrapper.classList.add("esp-form__field--invalid");
+      input.setAttribute("aria-invalid", "true");
+      describedBy(input, error.id, true);
+      if (!first) { first = input; }
+    });
+    return { first: first, loose: loose };
+  }
+
+  function setBusy(form, busy) {
+    form.setAttribute("aria-busy", busy ? "true" : "false");
+    Array.prototype.forEach.call(form.querySelectorAll("button[type='submit'], button:not([type]), input[type='submit']"), function (button) {
+      button.disabled = busy;
+      if (button.tagName === "BUTTON") {
+        if (busy) { button._espLabel = button.textContent; button.textContent = TEXT.sending; }
+        else if (button._espLabel) { button.textContent = button._espLabel; }
+      }
+    });
+  }
+
+  function csrfToken(form) {
+    var el = byName(form, "csrfmiddlewaretoken");
+    return el ? el.value : "";
+  }
+
+  function onSubmit(event) {
+    var form = event.currentTarget;
+    event.preventDefault();
+    if (form._espSending) { return; }
+    form._espSending = true;
+    clearErrors(form);
+    showMessage(form, "", null);
+    setBusy(form, true);
+
+    // getAttribute and the prototype's reset: an input named "action" or "reset" would
+    // shadow the form's own properties.
+    fetch(form.getAttribute("action") || window.location.href, {
+      method: "POST",
+      body: new FormData(form),
+      credentials: "same-origin",
+      headers: {
+        "Accept": "application/json",
+        "X-Requested-With": "XMLHttpRequest",
+        "X-CSRFToken": csrfToken(form)
+      }
+    }).then(function (response) {
+      return response.json().then(function (data) {
+        return { status: response.status, data: data };
+      }, function () {
+        return { status: response.status, data: null };
+      });
+    }).then(function (result) {
+      var data = result.data;
+      if (!data) {
+        // Not our JSON: a CSRF failure (403) after the cookie expired, a proxy error page...
+        var box = showMessage(form, result.status === 403 ? TEXT.expired : TEXT.failed, "error");
+        if (box) { box.focus(); }
+        return;
+      }
+      if (data.ok) {
+        var body = form.querySelector(".esp-form__body");
+        HTMLFormElement.prototype.reset.call(form);
+        if (body) { body.hidden = true; }
+        form.classList.add("esp-form--done");
+        var done = showMessage(form, data.message, "success");
+        if (done) { done.focus(); }
+        return;
+      }
+      var shown = showErrors(form, data.errors);
+      var text = data.message || TEXT.failed;
+      if (shown.loose.length && shown.loose.indexOf(text) === -1) {
+        text = text + " " + shown.loose.join(" ");
+      }
+      var region = showMessage(form, text, "error");
+      if (shown.first) { shown.first.focus(); }
+      else if (region) { region.focus(); }
+    }).catch(function () {
+      var box = showMessage(form, TEXT.network, "error");
+      if (box) { box.focus(); }
+    }).then(function () {
+      form._espSending = false;
+      setBusy(form, false);
+    });
+  }
+
+  function init(form) {
+    if (!form || form._espReady) { return; }
+    form._espReady = true;
+    // The server's messages are shown in place and read out; the browser's own validation
+    // bubbles would pre-empt them with different wording.
+    form.noValidate = true;
+    form.addEventListener("submit", onSubmit);
+    refreshToken(form);
+  }
+
+  function initAll() {
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-esp-form]"), init);
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState !== "visible") { return; }
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-esp-form]"), function (form) {
+      if (form._espReady && form._espTokenAt && Date.now() - form._espTokenAt > REFRESH_AFTER_MS) {
+        refreshToken(form);
+      }
+    });
+  });
+
+  window.espForms = { init: init, refreshToken: refreshToken };
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", initAll);
+  } else {
+    initAll();
+  }
+}());

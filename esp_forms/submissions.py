@@ -1,0 +1,161 @@
+"""Storing a validated signup, and the one flow both the HTML view and the JSON API run.
+
+The row is committed before the visitor gets an answer, so nothing a visitor was told succeeded
+can be lost; the hand-off to Celery happens on commit (``esp_forms.delivery.submission_stored``)
+and a broker failure there only leaves the row pending for the sweeper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from esp_forms import delivery, spam
+from esp_forms.client_ip import get_client_ip
+from esp_forms.conf import get_setting
+from esp_forms.forms import CleanedSubmission, SignupSubmissionForm
+from esp_forms.models import (
+    DeliveryStatus,
+    DoubleOptIn,
+    EventKind,
+    OptinStatus,
+    SignupForm,
+    Submission,
+)
+
+logger = logging.getLogger("esp_forms.submissions")
+
+USER_AGENT_MAX_LENGTH = 500
+
+
+def initial_optin_status(form: SignupForm) -> str:
+    return OptinStatus.NOT_REQUIRED if form.double_opt_in == DoubleOptIn.OFF \
+        else OptinStatus.UNCONFIRMED
+
+
+def _lock_signup(form: SignupForm, email: str) -> None:
+    """Serialise concurrent signups of one email on one form (a double click, two tabs).
+
+    On PostgreSQL a transaction-scoped advisory lock keyed on (form, email) makes the second
+    request wait and then find the first one's row, so it collapses instead of duplicating.
+    Other databases: SQLite serialises writers anyway; elsewhere a rare duplicate is harmless
+    (the providers deduplicate by email).
+    """
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.blake2b(f"esp_forms:{form.pk}:{email.lower()}".encode(),
+                             digest_size=8).digest()
+    key = int.from_bytes(digest, "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | None,
+                     user_agent: str) -> tuple[Submission, bool]:
+    """Store a validated signup; returns ``(submission, created)``.
+
+    A repeat of the same email on the same form within ``DUPLICATE_WINDOW`` seconds is collapsed
+    into the earlier submission (its data and phone updated, ``created`` False), unless that one
+    failed, was unsubscribed or expired, or was purged: then the person is signing up afresh.
+    """
+    email = cleaned["email"]
+    phone = cleaned.get("phone") or ""
+    data: dict[str, Any] = dict(cleaned.get("data") or {})
+    now = timezone.now()
+    window = timedelta(seconds=int(get_setting("DUPLICATE_WINDOW") or 0))
+    with transaction.atomic():
+        _lock_signup(form, email)
+        existing = None
+        if window:
+            existing = (
+                Submission.objects.select_for_update()
+                .filter(form=form, email__iexact=email, created_at__gte=now - window,
+                        purged_at__isnull=True)
+                .exclude(delivery_status=DeliveryStatus.FAILED)
+                .exclude(optin_status__in=[OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED])
+                .order_by("-created_at")
+                .first()
+            )
+        if existing is not None:
+            changed = sorted(key for key, value in data.items()
+                             if existing.data.get(key) != value)
+            existing.data = {**existing.data, **data}
+            update_fields = ["data", "updated_at"]
+            if phone and phone != existing.phone:
+                existing.phone = phone
+                changed.append("phone")
+                update_fields.append("phone")
+            # Only these columns: a worker may be updating the statuses at the same time.
+            existing.save(update_fields=update_fields)
+            # Field names only: the event log keeps no personal data of its own.
+            delivery.log_event(existing, EventKind.COLLAPSED,
+                               "Repeat signup collapsed into this submission.", changed=changed)
+            delivery.submission_stored(existing, created=False)
+            return existing, False
+        submission = Submission.objects.create(
+            form=form, email=email, phone=phone, data=data,
+            delivery_status=DeliveryStatus.PENDING, optin_status=initial_optin_status(form),
+            next_attempt_at=now, ip=ip, user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
+            consent_text=form.consent_text, created_at=now,
+        )
+        delivery.log_event(submission, EventKind.CREATED, "Submission stored.")
+        delivery.submission_stored(submission, created=True)
+        return submission, True
+
+
+def success_message(form: SignupForm, submission: Submission | None, created: bool) -> str:
+    """What the visitor reads after a signup (or a spam submission, which reads the same)."""
+    if (submission is not None and not created
+            and submission.delivery_status == DeliveryStatus.DELIVERED
+            and submission.optin_status in (OptinStatus.CONFIRMED, OptinStatus.NOT_REQUIRED)):
+        return str(form.already_subscribed_message)
+    return str(form.success_message)
+
+
+@dataclass
+class SignupOutcome:
+    """The result of :func:`process_signup`.
+
+    ``ok`` is True for a stored submission *and* for spam: the two must look alike outside.
+    """
+
+    ok: bool
+    message: str
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    submission: Submission | None = None
+    created: bool = False
+    spam_reason: str | None = None
+    # For the JSON API: the real id, or a decoy for spam.
+    public_id: uuid.UUID | None = None
+    delivery_status: str = DeliveryStatus.PENDING
+    optin_status: str = OptinStatus.UNCONFIRMED
+
+
+def process_signup(bound: SignupSubmissionForm, request: HttpRequest, *,
+                   api: bool = False) -> SignupOutcome:
+    """Validate, screen for spam, store. ``api`` selects the JSON API's error keys."""
+    form = bound.signup_form
+    if not bound.is_valid():
+        return SignupOutcome(ok=False, message=str(form.error_message),
+                             errors=bound.error_dict(api=api))
+    reason = bound.spam_reason()
+    if reason is not None:
+        spam.count_spam(form, reason)
+        return SignupOutcome(
+            ok=True, message=success_message(form, None, True), spam_reason=reason,
+            public_id=spam.decoy_submission_id(form), optin_status=initial_optin_status(form))
+    submission, created = store_submission(
+        form, bound.submission_values(), ip=get_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "") or "")
+    return SignupOutcome(
+        ok=True, message=success_message(form, submission, created), submission=submission,
+        created=created, public_id=submission.pk, delivery_status=submission.delivery_status,
+        optin_status=submission.optin_status)
