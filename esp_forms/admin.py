@@ -70,6 +70,13 @@ class WriteOnlyField(forms.CharField):
         return bool(data)
 
 
+def _https_by_default(db_field: models.Field, **kwargs: Any) -> forms.Field | None:
+    # Django 6 assumes https for URLs typed without a scheme; opt in now (and stay quiet).
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class ProviderAccountForm(forms.ModelForm):
     api_key = WriteOnlyField(
         label=_("API key"), required=False, max_length=255,
@@ -80,6 +87,7 @@ class ProviderAccountForm(forms.ModelForm):
         model = ProviderAccount
         fields = ["name", "provider", "api_key", "api_base_url", "api_language",
                   "rate_limit_per_minute", "is_active"]
+        formfield_callback = _https_by_default
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,6 +111,7 @@ class ProviderAccountForm(forms.ModelForm):
 @admin.register(ProviderAccount)
 class ProviderAccountAdmin(admin.ModelAdmin):
     form = ProviderAccountForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ["name", "provider", "is_active", "rate_limit", "form_count",
                     "masked_api_key", "has_problem"]
     list_filter = ["provider", "is_active"]

@@ -82,8 +82,10 @@ class ProviderAccount(models.Model):
     )
     # Set when a call failed because of the account's configuration; cleared on success.
     config_error = models.TextField(_("configuration error"), blank=True, editable=False)
-    config_error_at = models.DateTimeField(null=True, blank=True, editable=False)
-    last_alert_at = models.DateTimeField(null=True, blank=True, editable=False)
+    config_error_at = models.DateTimeField(_("configuration error since"), null=True,
+                                           blank=True, editable=False)
+    last_alert_at = models.DateTimeField(_("last alert sent at"), null=True, blank=True,
+                                         editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -347,11 +349,13 @@ class Submission(models.Model):
     unsubscribed_at = models.DateTimeField(_("unsubscribed at"), null=True, blank=True)
 
     # Double opt-in bookkeeping.
-    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
-    optin_checked_at = models.DateTimeField(null=True, blank=True)
-    next_optin_check_at = models.DateTimeField(null=True, blank=True)
+    confirmation_sent_at = models.DateTimeField(_("confirmation email sent at"), null=True,
+                                                blank=True)
+    optin_checked_at = models.DateTimeField(_("opt-in status read at"), null=True, blank=True)
+    next_optin_check_at = models.DateTimeField(_("next opt-in status read at"), null=True,
+                                               blank=True)
     # Set by esp_forms_purge when personal data was erased.
-    purged_at = models.DateTimeField(null=True, blank=True)
+    purged_at = models.DateTimeField(_("personal data erased at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("submission")
