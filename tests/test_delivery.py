@@ -221,4 +221,5 @@ def test_inactive_account_holds(esputnik_form, emulator):
     submission = make_submission(esputnik_form)
     assert delivery.deliver(submission.pk).status == "account-inactive"
     submission.refresh_from_db()
-    assert submission.delivery_status == DeliveryStatus.PENDING and "inactive" in submission.last_error
+    assert submission.delivery_status == DeliveryStatus.PENDING
+    assert "inactive" in submission.last_error
