@@ -151,8 +151,7 @@ def _deliver_locked(submission: Submission, *, force: bool) -> Outcome:
         return Outcome("account-inactive", wait)
 
     provider = get_provider(account)
-    limit, window = provider.rate_limit
-    wait = ratelimit.acquire(f"account:{account.pk}", limit, window)
+    wait = ratelimit.acquire_for(provider)
     if wait > 0:
         # No capacity: come back when a slot frees; not an attempt, not a failure.
         submission.next_attempt_at = now + timedelta(seconds=wait)

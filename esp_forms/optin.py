@@ -113,8 +113,7 @@ def _refresh_locked(submission: Submission) -> str:
         return "settled"
     account = submission.form.account
     provider = get_provider(account)
-    limit, window = provider.rate_limit
-    wait = ratelimit.acquire(f"account:{account.pk}", limit, window)
+    wait = ratelimit.acquire_for(provider)
     if wait > 0:
         submission.next_optin_check_at = now + timedelta(seconds=wait)
         submission.save(update_fields=["next_optin_check_at", "updated_at"])

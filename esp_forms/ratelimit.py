@@ -19,10 +19,14 @@ import time
 import uuid
 from collections import deque
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 
 from esp_forms.conf import get_setting
+
+if TYPE_CHECKING:
+    from esp_forms.providers.base import BaseProvider
 
 _ACQUIRE = """
 local t = redis.call('TIME')
@@ -105,3 +109,10 @@ def acquire(account_key: str, limit: int, window: float) -> float:
     """Take a slot for one provider call on this account; returns seconds to wait (0: go)."""
     safety = float(get_setting("RATE_LIMIT_SAFETY_SECONDS"))
     return get_limiter().acquire(account_key, int(limit), float(window) + safety)
+
+
+def acquire_for(provider: BaseProvider) -> float:
+    """Take a slot for one call through ``provider``: deliveries and status reads of an account
+    share one budget, the account's limit or the provider's documented one."""
+    limit, window = provider.rate_limit
+    return acquire(f"account:{provider.account.pk}", limit, window)
