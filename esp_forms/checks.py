@@ -15,6 +15,7 @@ class Codes:
     MISSING_EMAIL_FIELD = "esp_forms.E003"
     UNISENDER_WITHOUT_LISTS = "esp_forms.E004"
     BAD_SETTING = "esp_forms.E005"
+    DUPLICATE_STANDARD_FIELD = "esp_forms.E006"
     UNKNOWN_SETTING = "esp_forms.W001"
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
@@ -29,6 +30,7 @@ class Messages:
     UNISENDER_WITHOUT_LISTS = "UniSender form '{form}' has no numeric list ids."
     BAD_SETTING = "ESP_FORMS['{name}'] is invalid: {why}"
     UNKNOWN_SETTING = "ESP_FORMS has unknown keys: {keys}."
+    DUPLICATE_STANDARD_FIELD = "Signup form '{form}' has {count} fields of kind '{kind}'."
     ACCOUNT_WITHOUT_KEY = "Provider account '{account}' ({provider}) has no API key."
     LOCAL_RATE_LIMITER = (
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
@@ -43,6 +45,9 @@ class Hints:
     UNISENDER_WITHOUT_LISTS = "Set the form's lists to UniSender list ids, e.g. 555777 (getLists)."
     BAD_SETTING = "See docs/settings.md for the accepted values."
     UNKNOWN_SETTING = "Check the spelling against docs/settings.md."
+    DUPLICATE_STANDARD_FIELD = (
+        "Phone, first name and last name map onto one contact attribute each; keep one field "
+        "of each kind (only the first is used).")
     ACCOUNT_WITHOUT_KEY = "Paste the API key into the account in the admin."
     LOCAL_RATE_LIMITER = (
         "Set ESP_FORMS['RATE_LIMIT_REDIS_URL'] (or use a redis:// CELERY_BROKER_URL) before "
@@ -122,6 +127,13 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                                                                    count=emails),
                                 hint=Hints.MISSING_EMAIL_FIELD, obj=form,
                                 id=Codes.MISSING_EMAIL_FIELD))
+        for kind in (FieldKind.PHONE, FieldKind.FIRST_NAME, FieldKind.LAST_NAME):
+            count = sum(1 for f in form.fields.all() if f.kind == kind)
+            if count > 1:
+                errors.append(Error(Messages.DUPLICATE_STANDARD_FIELD.format(
+                    form=form.form_type, count=count, kind=kind.value),
+                    hint=Hints.DUPLICATE_STANDARD_FIELD, obj=form,
+                    id=Codes.DUPLICATE_STANDARD_FIELD))
         if form.account.provider == "unisender" and (
                 not form.list_values or not all(v.isdigit() for v in form.list_values)):
             errors.append(Error(Messages.UNISENDER_WITHOUT_LISTS.format(form=form.form_type),

@@ -39,6 +39,8 @@ def test_database_checks(sandbox_account):
     make_form(unisender, "uni", lists="not-a-number")
     inactive = ProviderAccount.objects.create(name="Off", provider="sandbox", is_active=False)
     make_form(inactive, "off-form")
+    make_form(sandbox_account, "two-phones", fields=[{"name": "phone", "kind": "phone"},
+                                                     {"name": "mobile", "kind": "phone"}])
     no_email = make_form(sandbox_account, "no-email")
     FormField.objects.filter(form=no_email).delete()
     ProviderAccount.objects.create(name="Odd", provider="mailchimp")
@@ -50,7 +52,7 @@ def test_database_checks(sandbox_account):
     assert sorted(ids(result)) == sorted([
         Codes.ACCOUNT_WITHOUT_KEY, Codes.UNKNOWN_PROVIDER, Codes.ACCOUNT_CONFIG_ERROR,
         Codes.FORM_WITHOUT_ACTIVE_ACCOUNT, Codes.MISSING_EMAIL_FIELD,
-        Codes.UNISENDER_WITHOUT_LISTS,
+        Codes.UNISENDER_WITHOUT_LISTS, Codes.DUPLICATE_STANDARD_FIELD,
     ])
     assert Error(Messages.MISSING_EMAIL_FIELD.format(form="no-email", count=0),
                  hint=Hints.MISSING_EMAIL_FIELD, obj=no_email,
