@@ -29,6 +29,7 @@ from django.utils.translation import ngettext
 
 from esp_forms.conf import site_url
 from esp_forms.models import (
+    DEFAULT_FIELD_LABELS,
     DeliveryStatus,
     FieldKind,
     FormField,
@@ -438,7 +439,8 @@ class SignupFormAdmin(admin.ModelAdmin):
             taken = set(signup_form.fields.values_list("name", flat=True))
             name = next(n for n in ("email", "email_address", "e-mail", "contact_email")
                         if n not in taken)
-            FormField.objects.create(form=signup_form, name=name, label=_("Email"),
+            # Stored in English, shown to visitors in their language (see visitor_text).
+            FormField.objects.create(form=signup_form, name=name, label=DEFAULT_FIELD_LABELS[0],
                                      kind=FieldKind.EMAIL, required=True, order=0)
             self.message_user(request, _("Added the required email field."), messages.INFO)
 

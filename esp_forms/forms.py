@@ -22,12 +22,13 @@ import phonenumbers
 from django import forms
 from django.core.exceptions import ValidationError
 from django.forms.forms import NON_FIELD_ERRORS
+from django.utils.translation import get_language, gettext
 from django.utils.translation import gettext_lazy as _
 from email_validator import EmailNotValidError, validate_email
 
 from esp_forms import spam
 from esp_forms.conf import get_setting
-from esp_forms.models import STANDARD_KINDS, FieldKind, FormField, SignupForm
+from esp_forms.models import STANDARD_KINDS, FieldKind, FormField, SignupForm, visitor_text
 
 logger = logging.getLogger("esp_forms.forms")
 
@@ -77,10 +78,12 @@ class EmailAddressField(forms.CharField):
         try:
             result = validate_email(value, check_deliverability=False)
         except EmailNotValidError as exc:
-            raise ValidationError(
-                _("Enter a valid email address. %(reason)s"), code="invalid",
-                params={"reason": str(exc)},
-            ) from exc
+            message = gettext("Enter a valid email address.")
+            # email-validator explains the problem in English only: other languages get the
+            # translated sentence alone rather than half a sentence in English.
+            if (get_language() or "en").split("-")[0] == "en":
+                message = f"{message} {exc}"
+            raise ValidationError(message, code="invalid") from exc
         local, _sep, domain = result.normalized.rpartition("@")
         # email-validator keeps the local part's case (it can matter) and normalises the
         # domain; lower-casing it makes repeat signups compare equal.
@@ -173,7 +176,7 @@ class FormLayout:
 
 def _label(spec: FieldSpec) -> str:
     if spec.form_field is not None and spec.form_field.label:
-        return spec.form_field.label
+        return visitor_text(spec.form_field.label)
     return str(FieldKind(spec.kind).label)
 
 

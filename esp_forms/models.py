@@ -10,11 +10,38 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 
 def _new_webhook_secret() -> str:
     return secrets.token_urlsafe(24)
+
+
+# The visitor-facing texts a form starts with. They are stored in English whatever language the
+# admin works in, and shown in the visitor's language for as long as they are left unchanged
+# (see visitor_text); a text the admin has edited is shown as written.
+DEFAULT_SUBMIT_LABEL = gettext_noop("Subscribe")
+DEFAULT_SUCCESS_MESSAGE = gettext_noop("Thank you! Please check your inbox to confirm.")
+DEFAULT_ALREADY_SUBSCRIBED_MESSAGE = gettext_noop("You are already subscribed. Thank you!")
+DEFAULT_ERROR_MESSAGE = gettext_noop("Please correct the errors below.")
+_DEFAULT_TEXTS = frozenset({DEFAULT_SUBMIT_LABEL, DEFAULT_SUCCESS_MESSAGE,
+                            DEFAULT_ALREADY_SUBSCRIBED_MESSAGE, DEFAULT_ERROR_MESSAGE})
+# The labels of the standard field kinds in English (FieldKind below; the admin labels the email
+# field it adds "Email"). Translated with the "field kind" context: other apps' catalogs (e.g.
+# django.contrib.auth's) have a plain "Email" of their own, which would win.
+KIND_CONTEXT = "field kind"
+DEFAULT_FIELD_LABELS = ("Email", "Phone", "First name", "Last name")
+
+
+def visitor_text(value: object) -> str:
+    """A text stored by an admin, in the active language if it is one of the app's defaults."""
+    text = str(value)
+    if text in _DEFAULT_TEXTS:
+        return gettext(text)
+    if text in DEFAULT_FIELD_LABELS:
+        return pgettext(KIND_CONTEXT, text)
+    return text
 
 
 def split_csv(value: str) -> list[str]:
@@ -160,16 +187,13 @@ class SignupForm(models.Model):
                  (2, _("2: replace the fields sent, keep the others"))],
         help_text=_("UniSender only."),
     )
-    submit_label = models.CharField(_("button label"), max_length=100, default=_("Subscribe"))
-    success_message = models.TextField(
-        _("success message"), default=_("Thank you! Please check your inbox to confirm."),
-    )
+    submit_label = models.CharField(_("button label"), max_length=100,
+                                    default=DEFAULT_SUBMIT_LABEL)
+    success_message = models.TextField(_("success message"), default=DEFAULT_SUCCESS_MESSAGE)
     already_subscribed_message = models.TextField(
-        _("already subscribed message"), default=_("You are already subscribed. Thank you!"),
+        _("already subscribed message"), default=DEFAULT_ALREADY_SUBSCRIBED_MESSAGE,
     )
-    error_message = models.TextField(
-        _("error message"), default=_("Please correct the errors below."),
-    )
+    error_message = models.TextField(_("error message"), default=DEFAULT_ERROR_MESSAGE)
     redirect_url = models.CharField(
         _("redirect URL"), max_length=500, blank=True,
         help_text=_("Where the browser goes after a successful signup without JavaScript. "
@@ -199,6 +223,23 @@ class SignupForm(models.Model):
     @property
     def provider(self) -> str:
         return self.account.provider
+
+    # The texts as visitors see them: a default left unchanged is in the visitor's language.
+    @property
+    def localized_submit_label(self) -> str:
+        return visitor_text(self.submit_label)
+
+    @property
+    def localized_success_message(self) -> str:
+        return visitor_text(self.success_message)
+
+    @property
+    def localized_already_subscribed_message(self) -> str:
+        return visitor_text(self.already_subscribed_message)
+
+    @property
+    def localized_error_message(self) -> str:
+        return visitor_text(self.error_message)
 
     @property
     def list_values(self) -> list[str]:
@@ -247,14 +288,14 @@ class SignupForm(models.Model):
 
 
 class FieldKind(models.TextChoices):
-    EMAIL = "email", _("Email")
-    PHONE = "phone", _("Phone")
-    FIRST_NAME = "first_name", _("First name")
-    LAST_NAME = "last_name", _("Last name")
-    TEXT = "text", _("Text")
-    CHOICE = "choice", _("Choice")
-    CHECKBOX = "checkbox", _("Checkbox")
-    DATE = "date", _("Date")
+    EMAIL = "email", pgettext_lazy("field kind", "Email")
+    PHONE = "phone", pgettext_lazy("field kind", "Phone")
+    FIRST_NAME = "first_name", pgettext_lazy("field kind", "First name")
+    LAST_NAME = "last_name", pgettext_lazy("field kind", "Last name")
+    TEXT = "text", pgettext_lazy("field kind", "Text")
+    CHOICE = "choice", pgettext_lazy("field kind", "Choice")
+    CHECKBOX = "checkbox", pgettext_lazy("field kind", "Checkbox")
+    DATE = "date", pgettext_lazy("field kind", "Date")
 
 
 # Kinds that map onto the provider's own contact attributes, not custom fields.

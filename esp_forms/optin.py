@@ -22,7 +22,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.template.loader import select_template
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from esp_forms import ratelimit, signals
 from esp_forms.conf import get_setting, site_url
@@ -240,13 +241,15 @@ def send_confirmation_locked(submission: Submission) -> str:
         return select_template([f"esp_forms/email/{form.form_type}/{name}",
                                 f"esp_forms/email/{name}"]).render(context)
 
-    message = EmailMultiAlternatives(
-        subject=" ".join(render("confirm_subject.txt").split()),
-        body=render("confirm_body.txt"),
-        from_email=get_setting("FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL,
-        to=[submission.email],
-    )
-    message.attach_alternative(render("confirm_body.html"), "text/html")
+    # In the site's language (LANGUAGE_CODE), whoever sends it: a worker, or an admin's resend.
+    with translation.override(settings.LANGUAGE_CODE):
+        message = EmailMultiAlternatives(
+            subject=" ".join(render("confirm_subject.txt").split()),
+            body=render("confirm_body.txt"),
+            from_email=get_setting("FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL,
+            to=[submission.email],
+        )
+        message.attach_alternative(render("confirm_body.html"), "text/html")
     message.send()
     first = submission.confirmation_sent_at is None
     submission.confirmation_sent_at = now
@@ -274,19 +277,19 @@ def confirm(token: str, *, ip: str | None) -> Submission:
         submission_id = read_token(token)
     except signing.SignatureExpired:
         raise ConfirmationError(
-            "This confirmation link has expired. Please sign up again.") from None
+            _("This confirmation link has expired. Please sign up again.")) from None
     except signing.BadSignature:
-        raise ConfirmationError("This confirmation link is not valid.") from None
+        raise ConfirmationError(_("This confirmation link is not valid.")) from None
     with transaction.atomic():
         submission = (Submission.objects.select_for_update().select_related("form")
                       .filter(pk=submission_id).first())
         if submission is None or submission.purged_at:
-            raise ConfirmationError("This confirmation link is not valid any more.")
+            raise ConfirmationError(_("This confirmation link is not valid any more."))
         if submission.optin_status == OptinStatus.CONFIRMED:
             return submission  # a second click is fine
         if submission.optin_status != OptinStatus.UNCONFIRMED:
-            raise ConfirmationError("This subscription can no longer be confirmed. "
-                                    "Please sign up again.")
+            raise ConfirmationError(_("This subscription can no longer be confirmed. "
+                                      "Please sign up again."))
         apply_status(submission, OptinStatus.CONFIRMED, source="link", ip=ip)
         if submission.delivery_status == DeliveryStatus.PENDING:
             submission.next_attempt_at = timezone.now()

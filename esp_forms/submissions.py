@@ -116,8 +116,8 @@ def success_message(form: SignupForm, submission: Submission | None, created: bo
     if (submission is not None and not created
             and submission.delivery_status == DeliveryStatus.DELIVERED
             and submission.optin_status in (OptinStatus.CONFIRMED, OptinStatus.NOT_REQUIRED)):
-        return str(form.already_subscribed_message)
-    return str(form.success_message)
+        return form.localized_already_subscribed_message
+    return form.localized_success_message
 
 
 @dataclass
@@ -144,7 +144,7 @@ def process_signup(bound: SignupSubmissionForm, request: HttpRequest, *,
     """Validate, screen for spam, store. ``api`` selects the JSON API's error keys."""
     form = bound.signup_form
     if not bound.is_valid():
-        return SignupOutcome(ok=False, message=str(form.error_message),
+        return SignupOutcome(ok=False, message=form.localized_error_message,
                              errors=bound.error_dict(api=api))
     reason = bound.spam_reason()
     if reason is not None:

@@ -35,6 +35,10 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # The visitor's language from the Accept-Language header (or the django_language cookie):
+    # the forms, their messages and the confirmation page follow it. After the session, before
+    # CommonMiddleware; after CORS, so that its answers carry CORS headers too.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -70,6 +74,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 LANGUAGE_CODE = "en-us"
+# The languages visitors can get; esp_forms ships Ukrainian (esp_forms/locale/uk).
+LANGUAGES = [("en", "English"), ("uk", "Українська")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

@@ -24,6 +24,8 @@ def test_wheel_holds_the_app_and_nothing_else(tmp_path):
         "esp_forms/static/esp_forms/esp_forms.css",
         "esp_forms/emulator/server.py",
         "esp_forms/py.typed",
+        "esp_forms/locale/uk/LC_MESSAGES/django.po",
+        "esp_forms/locale/uk/LC_MESSAGES/django.mo",
     ]:
         assert expected in names, expected
     tops = {name.split("/")[0] for name in names}

@@ -41,7 +41,7 @@ from esp_forms.api.serializers import (
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
-from esp_forms.models import DeliveryStatus, SignupForm, Submission
+from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
 from esp_forms.submissions import initial_optin_status, process_signup
 
 # --- plumbing -------------------------------------------------------------------------------
@@ -178,7 +178,7 @@ class FormSchemaView(PublicAPIView):
             ff = spec.form_field
             fields.append({
                 "name": ff.name if ff else spec.api_key,
-                "label": (ff.label if ff else "") or str(spec.kind).replace("_", " ").title(),
+                "label": visitor_text(ff.label if ff else "") or str(FieldKind(spec.kind).label),
                 "kind": spec.kind,
                 "required": True if spec.kind == "email" else bool(ff and ff.required),
                 "choices": [{"value": v, "label": lbl} for v, lbl in (ff.choice_pairs if ff
@@ -191,7 +191,7 @@ class FormSchemaView(PublicAPIView):
             "description": form.description,
             "fields": fields,
             "consent_text": form.consent_text,
-            "submit_label": form.submit_label,
+            "submit_label": form.localized_submit_label,
             "form_token": spam.issue_token(form.form_type),
             "honeypot_field": layout.honeypot_name,
             "submit_url": request.build_absolute_uri(
@@ -262,7 +262,7 @@ def _summary(form: SignupForm, errors: dict[str, list[str]]) -> str:
     """The message of a 400 whose problem is the request's shape rather than a value."""
     if set(errors) == {NON_FIELD_KEY}:
         return errors[NON_FIELD_KEY][0]
-    return form.error_message
+    return form.localized_error_message
 
 
 class SubmissionStatusView(PublicAPIView):

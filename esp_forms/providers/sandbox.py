@@ -15,6 +15,7 @@ from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils import translation
 
 from esp_forms.conf import get_setting, site_url
 from esp_forms.exceptions import TransientProviderError
@@ -94,16 +95,18 @@ class SandboxProvider(BaseProvider):
     def send_invitation(self, contact: SandboxContact, form: SignupForm) -> None:
         context = {"contact": contact, "form": form, "confirm_url": confirm_url(contact),
                    "site_url": site_url()}
-        subject = " ".join(render_to_string(f"{TEMPLATE_DIR}/confirm_email_subject.txt",
-                                            context).split())
-        message = EmailMultiAlternatives(
-            subject=subject,
-            body=render_to_string(f"{TEMPLATE_DIR}/confirm_email.txt", context),
-            from_email=get_setting("FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL,
-            to=[contact.email],
-        )
-        message.attach_alternative(
-            render_to_string(f"{TEMPLATE_DIR}/confirm_email.html", context), "text/html")
+        # In the site's language (LANGUAGE_CODE), like the local confirmation email.
+        with translation.override(settings.LANGUAGE_CODE):
+            subject = " ".join(render_to_string(f"{TEMPLATE_DIR}/confirm_email_subject.txt",
+                                                context).split())
+            message = EmailMultiAlternatives(
+                subject=subject,
+                body=render_to_string(f"{TEMPLATE_DIR}/confirm_email.txt", context),
+                from_email=get_setting("FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL,
+                to=[contact.email],
+            )
+            message.attach_alternative(
+                render_to_string(f"{TEMPLATE_DIR}/confirm_email.html", context), "text/html")
         try:
             message.send()
         except OSError as err:  # SMTP down or refused: the contact is stored, retry the mail.

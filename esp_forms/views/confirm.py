@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -28,7 +29,7 @@ def confirm_page(request: HttpRequest, token: str) -> HttpResponse:
             optin.read_token(token)
         except Exception:
             return render(request, TEMPLATE, {"state": "error",
-                          "error": "This confirmation link is not valid or has expired."},
+                          "error": _("This confirmation link is not valid or has expired.")},
                           status=404)
         return render(request, TEMPLATE, {"state": "ask", "token": token})
     try:

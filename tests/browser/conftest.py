@@ -72,6 +72,14 @@ def page(browser, live_server, demo_site) -> Iterator:
 
 
 @pytest.fixture
+def uk_page(browser, live_server, demo_site) -> Iterator:
+    """A browser set to Ukrainian: it sends Accept-Language: uk-UA."""
+    context = _context(browser, live_server, locale="uk-UA")
+    yield context.new_page()
+    context.close()
+
+
+@pytest.fixture
 def nojs_page(browser, live_server, demo_site) -> Iterator:
     context = _context(browser, live_server, java_script_enabled=False)
     yield context.new_page()

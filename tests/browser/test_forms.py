@@ -116,3 +116,29 @@ def test_form_works_without_javascript(nojs_page, shot):
     assert Submission.objects.filter(email="olena@example.com",
                                      form__form_type="newsletter").exists()
     shot(page, "nojs-success")
+
+
+def test_ukrainian_browser_sees_the_form_and_the_scripts_messages_in_ukrainian(uk_page, shot):
+    page = uk_page
+    page.goto("/")
+    form = page.locator(NEWSLETTER)
+    button = form.locator('button[type="submit"]')
+    assert button.inner_text() == "Підписатися"
+    assert form.locator('label[for="esp-newsletter-email"]').inner_text().startswith(
+        "Електронна пошта")
+
+    # A server error, shown in place by the script.
+    form.locator('[name="email"]').fill("olena@localhost")
+    button.click()
+    form.locator(".esp-form__error").filter(
+        has_text="Введіть коректну адресу електронної пошти.").wait_for(timeout=TIMEOUT)
+    shot(page, "uk-errors")
+
+    # The script's own message when the server cannot be reached.
+    page.route("**/forms/newsletter/", lambda route: route.abort())
+    form.locator('[name="email"]').fill("olena@example.com")
+    button.click()
+    form.locator(".esp-form__message").filter(
+        has_text="Не вдалося зв’язатися із сервером.").wait_for(timeout=TIMEOUT)
+    assert button.inner_text() == "Підписатися"
+    assert not Submission.objects.exists()

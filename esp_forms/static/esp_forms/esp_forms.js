@@ -14,12 +14,18 @@
   // A tab left open for long gets a new token when it is shown again. Long, so that a person
   // who comes back and submits at once does not hold a token younger than MIN_FILL_SECONDS.
   var REFRESH_AFTER_MS = 12 * 60 * 60 * 1000;
+  // The script's own messages. The form template passes them in the page's language as
+  // data-esp-text-<key> attributes; these English texts are the fallback.
   var TEXT = {
     network: "We could not reach the server. Please check your connection and try again.",
     expired: "This page has expired. Please reload it and try again.",
     failed: "Something went wrong on our side. Please try again in a moment.",
     sending: "Sending…"
   };
+
+  function text(form, key) {
+    return form.getAttribute("data-esp-text-" + key) || TEXT[key];
+  }
 
   function byName(form, name) {
     var el = form.elements.namedItem(name);
@@ -124,7 +130,7 @@
     Array.prototype.forEach.call(form.querySelectorAll("button[type='submit'], button:not([type]), input[type='submit']"), function (button) {
       button.disabled = busy;
       if (button.tagName === "BUTTON") {
-        if (busy) { button._espLabel = button.textContent; button.textContent = TEXT.sending; }
+        if (busy) { button._espLabel = button.textContent; button.textContent = text(form, "sending"); }
         else if (button._espLabel) { button.textContent = button._espLabel; }
       }
     });
@@ -165,7 +171,7 @@
       var data = result.data;
       if (!data) {
         // Not our JSON: a CSRF failure (403) after the cookie expired, a proxy error page...
-        var box = showMessage(form, result.status === 403 ? TEXT.expired : TEXT.failed, "error");
+        var box = showMessage(form, text(form, result.status === 403 ? "expired" : "failed"), "error");
         if (box) { box.focus(); }
         return;
       }
@@ -179,15 +185,15 @@
         return;
       }
       var shown = showErrors(form, data.errors);
-      var text = data.message || TEXT.failed;
-      if (shown.loose.length && shown.loose.indexOf(text) === -1) {
-        text = text + " " + shown.loose.join(" ");
+      var message = data.message || text(form, "failed");
+      if (shown.loose.length && shown.loose.indexOf(message) === -1) {
+        message = message + " " + shown.loose.join(" ");
       }
-      var region = showMessage(form, text, "error");
+      var region = showMessage(form, message, "error");
       if (shown.first) { shown.first.focus(); }
       else if (region) { region.focus(); }
     }).catch(function () {
-      var box = showMessage(form, TEXT.network, "error");
+      var box = showMessage(form, text(form, "network"), "error");
       if (box) { box.focus(); }
     }).then(function () {
       form._espSending = false;
