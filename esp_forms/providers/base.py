@@ -100,6 +100,11 @@ class BaseProvider:
     default_base_url: ClassVar[str] = ""
     # (requests, window seconds) documented by the provider for the subscribe call.
     default_rate_limit: ClassVar[tuple[int, float]] = (60, 60.0)
+    # HTTP statuses that mean the account or our setup is wrong, with the message to show.
+    configuration_statuses: ClassVar[dict[int, str]] = {
+        401: "The provider refused the API key (HTTP 401)",
+        403: "The provider refused access (HTTP 403)",
+    }
 
     def __init__(self, account: ProviderAccount) -> None:
         self.account = account
@@ -139,21 +144,32 @@ class BaseProvider:
         raise NotImplementedError
 
     def raise_for_status(self, request: ProviderRequest, response: ProviderResponse) -> None:
-        """Default HTTP error mapping; providers override for their own codes."""
+        """HTTP error mapping: 429/5xx transient, ``configuration_statuses`` configuration, the
+        rest refused. Providers with their own error scheme override it."""
         status = response.status_code
         if status < 400:
             return
         body = self.redact(response)["body"]
         if status == 429 or status >= 500:
             raise TransientProviderError(
-                f"{self.verbose_name} answered HTTP {status}", **self.error_context(status, body),
-                retry_after=retry_after_seconds(response),
+                f"{self.verbose_name} answered HTTP {status}{self.status_note(status)}",
+                **self.error_context(status, body), retry_after=retry_after_seconds(response),
             )
-        if status in (401, 403):
+        if status in self.configuration_statuses:
             raise ProviderConfigurationError(
-                f"{self.verbose_name} refused the API key", **self.error_context(status, body))
+                self.configuration_statuses[status], **self.error_context(status, body))
         raise PermanentProviderError(
-            f"{self.verbose_name} refused the request", **self.error_context(status, body))
+            f"{self.verbose_name} refused the request: {self.error_message(response)}",
+            **self.error_context(status, body))
+
+    def status_note(self, status: int) -> str:
+        """Extra words for a transient status, e.g. which documented limit a 429 means."""
+        return ""
+
+    def error_message(self, response: ProviderResponse) -> str:
+        """The human part of an error answer: the status and the (scrubbed) raw text."""
+        text = self.scrub(response.text.strip())[:500]
+        return f"HTTP {response.status_code}" + (f": {text}" if text else "")
 
     # ---- plumbing ----------------------------------------------------------------------
     @property

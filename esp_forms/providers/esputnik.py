@@ -31,7 +31,6 @@ from esp_forms.providers.base import (
     ProviderRequest,
     ProviderResponse,
     SubscribeResult,
-    retry_after_seconds,
     submitted_fields,
     submitted_names,
 )
@@ -204,22 +203,10 @@ class ESputnikProvider(BaseProvider):
         return SubscribeResult(contact_id=contact_id, optin_status=optin, warnings=warnings,
                                raw=raw)
 
-    def raise_for_status(self, request: ProviderRequest, response: ProviderResponse) -> None:
-        status = response.status_code
-        if status < 400:
-            return
-        body = self.redact(response)["body"]
-        if status == 429 or status >= 500:
-            raise TransientProviderError(
-                f"eSputnik answered HTTP {status}" + (
-                    " (more than 200 requests per second)" if status == 429 else ""),
-                **self.error_context(status, body), retry_after=retry_after_seconds(response))
-        if status in _CONFIGURATION_STATUSES:
-            raise ProviderConfigurationError(
-                _CONFIGURATION_STATUSES[status], **self.error_context(status, body))
-        raise PermanentProviderError(
-            f"eSputnik refused the request: {self.error_message(response)}",
-            **self.error_context(status, body))
+    configuration_statuses = _CONFIGURATION_STATUSES
+
+    def status_note(self, status: int) -> str:
+        return " (more than 200 requests per second)" if status == 429 else ""
 
     def error_message(self, response: ProviderResponse) -> str:
         """eSputnik error bodies are not standardised: JSON ``message`` when there is one,
@@ -229,8 +216,7 @@ class ESputnikProvider(BaseProvider):
             for key in ("message", "error", "errorMessage"):
                 if isinstance(data.get(key), str) and data[key].strip():
                     return self.scrub(data[key].strip())
-        text = self.scrub(response.text.strip())[:500]
-        return f"HTTP {response.status_code}" + (f": {text}" if text else "")
+        return super().error_message(response)
 
     # ---- contacts ----------------------------------------------------------------------
     def find_contact(self, email: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
