@@ -245,14 +245,16 @@ def _fail(submission: Submission, err: Exception, *, kind: str) -> Outcome:
 
 # --- the outbox sweeper -----------------------------------------------------------------------
 
-def due_submissions(*, grace: float | None = None, limit: int | None = None) -> list[Any]:
-    """Ids of pending submissions due ``grace`` seconds ago or earlier, oldest first."""
+def due_submissions(*, grace: float | None = None, limit: int | None = None
+                    ) -> list[tuple[Any, int]]:
+    """(id, account id) of pending submissions due ``grace`` seconds ago or earlier, oldest
+    first."""
     if grace is None:
         grace = float(get_setting("SWEEP_GRACE_SECONDS"))
     cutoff = timezone.now() - timedelta(seconds=grace)
     qs = (Submission.objects.filter(delivery_status=DeliveryStatus.PENDING,
                                     next_attempt_at__lte=cutoff)
-          .order_by("next_attempt_at").values_list("pk", flat=True))
+          .order_by("next_attempt_at").values_list("pk", "form__account_id"))
     return list(qs[: limit or int(get_setting("SWEEP_BATCH_SIZE"))])
 
 
@@ -265,9 +267,7 @@ def dispatch_due(*, grace: float | None = None, limit: int | None = None) -> dic
     """
     counts: dict[str, int] = {}
     throttled_accounts: set[int] = set()
-    for pk in due_submissions(grace=grace, limit=limit):
-        account_id = (Submission.objects.filter(pk=pk)
-                      .values_list("form__account_id", flat=True).first())
+    for pk, account_id in due_submissions(grace=grace, limit=limit):
         if account_id in throttled_accounts:
             counts["throttled"] = counts.get("throttled", 0) + 1
             continue
