@@ -223,3 +223,12 @@ def test_inactive_account_holds(esputnik_form, emulator):
     submission.refresh_from_db()
     assert submission.delivery_status == DeliveryStatus.PENDING
     assert "inactive" in submission.last_error
+
+
+def test_sweeper_stops_an_account_at_its_rate_limit(esputnik_form, emulator):
+    esputnik_form.account.rate_limit_per_minute = 1
+    esputnik_form.account.save()
+    for i in range(3):
+        make_submission(esputnik_form, f"s{i}@example.com")
+    assert delivery.dispatch_due(grace=0) == {"delivered": 1, "throttled": 2}
+    assert len(emulator.requests("esputnik")) == 1
