@@ -36,6 +36,25 @@ def newsletter(sandbox_account) -> SignupForm:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Submission throttles count in Django's cache; no test inherits another's counters."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def token(form_type: str = "newsletter") -> str:
+    """A form token issued 10 s ago: old enough for MIN_FILL_SECONDS, young enough to pass."""
+    import time
+
+    from esp_forms import spam
+
+    return spam.issue_token(form_type, issued_at=time.time() - 10)
+
+
+@pytest.fixture(autouse=True)
 def _fresh_rate_limiter():
     """The per-process limiter is module state; every test starts with empty windows."""
     from esp_forms import ratelimit

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.urls import reverse
 
@@ -21,14 +19,7 @@ from esp_forms.models import (
     OptinStatus,
     Submission,
 )
-from tests.conftest import make_form
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
+from tests.conftest import make_form, token
 
 
 @pytest.fixture
@@ -51,10 +42,6 @@ def rich_form(sandbox_account):
             {"name": "adult", "kind": FieldKind.CHECKBOX},
             {"name": "birthday", "kind": FieldKind.DATE},
         ])
-
-
-def token(form_type: str = "newsletter") -> str:
-    return spam.issue_token(form_type, issued_at=time.time() - 10)
 
 
 def submit(client: Client, body, form_type: str = "newsletter", **extra):

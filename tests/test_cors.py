@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
@@ -16,13 +15,6 @@ from tests.conftest import make_form
 
 SHOP = "https://shop.example.com"
 ACAO = "Access-Control-Allow-Origin"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 from unittest import mock
 
@@ -11,7 +10,6 @@ from django.db import transaction
 from django.test import RequestFactory, override_settings
 from django.utils import timezone
 
-from esp_forms import spam
 from esp_forms.forms import FormLayout, SignupSubmissionForm
 from esp_forms.models import (
     DeliveryStatus,
@@ -22,11 +20,7 @@ from esp_forms.models import (
     Submission,
 )
 from esp_forms.submissions import process_signup, store_submission, success_message
-from tests.conftest import make_form
-
-
-def token(form_type: str = "newsletter") -> str:
-    return spam.issue_token(form_type, issued_at=time.time() - 10)
+from tests.conftest import make_form, token
 
 
 def bind(form, **data) -> SignupSubmissionForm:

@@ -5,19 +5,17 @@ from __future__ import annotations
 import gettext
 import re
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 from django.core.management import call_command
 from django.template import RequestContext, Template
 from django.test import Client, RequestFactory, override_settings
 from django.utils import translation
 
 import esp_forms
-from esp_forms import optin, spam
+from esp_forms import optin
 from esp_forms.models import (
     DEFAULT_ALREADY_SUBSCRIBED_MESSAGE,
     DEFAULT_ERROR_MESSAGE,
@@ -31,7 +29,7 @@ from esp_forms.models import (
     OptinStatus,
     visitor_text,
 )
-from tests.conftest import make_form, make_submission
+from tests.conftest import make_form, make_submission, token
 
 APP_DIR = Path(esp_forms.__file__).resolve().parent
 PO_FILE = APP_DIR / "locale" / "uk" / "LC_MESSAGES" / "django.po"
@@ -42,17 +40,6 @@ JS_FILE = APP_DIR / "static" / "esp_forms" / "esp_forms.js"
 VISITOR_SOURCES = ("templates/esp_forms/", "forms.py", "api/", "optin.py", "views/",
                    "submissions.py", "spam.py")
 UK = {"HTTP_ACCEPT_LANGUAGE": "uk"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def token(form_type: str = "newsletter") -> str:
-    return spam.issue_token(form_type, issued_at=time.time() - 10)
 
 
 def render_tag(form_type: str = "newsletter") -> str:

@@ -7,19 +7,11 @@ import uuid
 from unittest import mock
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from esp_forms import spam
 from esp_forms.models import SpamCount, Submission
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def old_token(form_type: str = "newsletter", age: float = 10) -> str:

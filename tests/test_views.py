@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.urls import reverse
 
 from esp_forms import spam
 from esp_forms.models import FieldKind, Submission
-from tests.conftest import make_form
+from tests.conftest import make_form, token
 
 JS = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest", "HTTP_ACCEPT": "application/json"}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_throttle():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def token(form_type: str = "newsletter") -> str:
-    return spam.issue_token(form_type, issued_at=time.time() - 10)
 
 
 def url(form_type: str = "newsletter") -> str:
