@@ -1,7 +1,7 @@
 """Storing a validated signup, and the one flow both the HTML view and the JSON API run.
 
 The row is committed before the visitor gets an answer, so nothing a visitor was told succeeded
-can be lost; the hand-off to Celery happens on commit (``esp_forms.delivery.submission_stored``)
+can be lost; the hand-off to Celery happens on commit (``esp_forms.outbox.submission_stored``)
 and a broker failure there only leaves the row pending for the sweeper.
 """
 
@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from esp_forms import delivery, spam
+from esp_forms import outbox, spam
 from esp_forms.client_ip import get_client_ip
 from esp_forms.conf import get_setting
 from esp_forms.forms import CleanedSubmission, SignupSubmissionForm
@@ -96,9 +96,9 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
             # Only these columns: a worker may be updating the statuses at the same time.
             existing.save(update_fields=update_fields)
             # Field names only: the event log keeps no personal data of its own.
-            delivery.log_event(existing, EventKind.COLLAPSED,
+            outbox.log_event(existing, EventKind.COLLAPSED,
                                "Repeat signup collapsed into this submission.", changed=changed)
-            delivery.submission_stored(existing, created=False)
+            outbox.submission_stored(existing, created=False)
             return existing, False
         submission = Submission.objects.create(
             form=form, email=email, phone=phone, data=data,
@@ -106,8 +106,8 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
             next_attempt_at=now, ip=ip, user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
             consent_text=form.consent_text, created_at=now,
         )
-        delivery.log_event(submission, EventKind.CREATED, "Submission stored.")
-        delivery.submission_stored(submission, created=True)
+        outbox.log_event(submission, EventKind.CREATED, "Submission stored.")
+        outbox.submission_stored(submission, created=True)
         return submission, True
 
 

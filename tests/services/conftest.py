@@ -33,6 +33,11 @@ WORKER_ESP_FORMS = {
     "POLL_INITIAL_DELAY": 0,
     "RATE_LIMIT_SAFETY_SECONDS": 0.5,
     "SITE_URL": "http://testserver",
+    # A short outbox lease, still longer than one call's timeouts, so a killed worker's row
+    # is taken over within seconds.
+    "CONNECT_TIMEOUT": 2,
+    "READ_TIMEOUT": 5,
+    "LEASE_SECONDS": 8,
 }
 
 
