@@ -231,10 +231,12 @@ def resolve_unknown_attempt(provider: BaseProvider, submission: Submission, *,
                     unisender._NOT_FOUND.search(str(data.get("error"))):
                 return None
             provider.raise_for_api_error(response)  # type: ignore[attr-defined]
-        _status, lists = unisender.contact_state(data.get("result"))
+        status, lists = unisender.contact_state(data.get("result"))
         gone = unisender.UNSUBSCRIBED_STATUSES | {"excluded", "deleted"}
-        if any(lists.get(list_id, "deleted") not in gone
-               for list_id in submission.form.list_values):
+        # An invitation pending (the lists show up only once it is confirmed) or a place in
+        # one of the form's lists: the call went through, and another would invite again.
+        if status == "invited" or any(lists.get(list_id, "deleted") not in gone
+                                      for list_id in submission.form.list_values):
             return SubscribeResult(contact_id="", optin_status=optin, warnings=[note],
                                    raw={"lookup": raw})
         return None

@@ -13,14 +13,20 @@ import secrets
 from typing import Any
 
 from django.core.exceptions import DisallowedRedirect
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.template.loader import render_to_string, select_template
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from django.views.decorators.http import require_http_methods
 
+from esp_forms import formcache
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.forms import NON_FIELD_KEY, TOKEN_FIELD, SignupSubmissionForm
 from esp_forms.models import SignupForm
@@ -116,8 +122,9 @@ def _page(request: HttpRequest, signup_form: SignupForm, *, status: int = 200,
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def form_page(request: HttpRequest, form_type: str) -> HttpResponse:
-    signup_form = get_object_or_404(SignupForm.objects.select_related("account"),
-                                    form_type=form_type, is_active=True)
+    signup_form = formcache.active_form(form_type)
+    if signup_form is None:
+        raise Http404("No SignupForm matches the given query.")
     if request.method != "POST":
         return _page(request, signup_form)
 
