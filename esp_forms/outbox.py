@@ -25,6 +25,7 @@ the task module: tasks are enqueued by name through Celery's registry and pooled
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -205,6 +206,35 @@ def log_event(submission: Submission, kind: str, message: str = "", **data: Any
 
 # --- enqueueing -------------------------------------------------------------------------------
 
+_producers = threading.local()
+
+
+def _producer(task: Any) -> Any:
+    """A producer from the Celery app's pool, kept by this thread between calls.
+
+    Acquiring one from the pool for every message costs more than publishing it; a web or
+    worker thread publishes one message at a time, so it keeps its own.
+    """
+    app = getattr(task, "app", None)
+    if app is None or not hasattr(app, "producer_pool"):
+        return None
+    held = getattr(_producers, "held", None)
+    if held is None or held[0] is not app:
+        _drop_producer()
+        held = _producers.held = (app, app.producer_pool.acquire(block=True))
+    return held[1]
+
+
+def _drop_producer() -> None:
+    held = getattr(_producers, "held", None)
+    _producers.held = None
+    if held is not None:
+        try:
+            held[1].release()
+        except Exception:  # already broken: nothing to give back
+            logger.debug("Could not release a stale producer", exc_info=True)
+
+
 def send_task(task: Any, submission_id: Any, countdown: float | None = None) -> bool:
     """Queue a task for one submission; False (and a warning) when the broker is unreachable,
     in which case the sweeper finds the row later: nothing is lost.
@@ -219,9 +249,11 @@ def send_task(task: Any, submission_id: Any, countdown: float | None = None) -> 
     if queue:
         options["queue"] = queue
     try:
-        task.apply_async((str(submission_id),), **options)
+        # Celery's publish retries and reconnects a held producer's connection itself.
+        task.apply_async((str(submission_id),), producer=_producer(task), **options)
         return True
     except Exception:
+        _drop_producer()  # the next message starts from a fresh pool connection
         logger.warning("Could not queue %s for submission %s; the sweeper will pick it up.",
                        getattr(task, "name", task), submission_id, exc_info=True)
         return False
