@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -19,7 +20,7 @@ from django.dispatch import receiver
 from esp_forms.conf import get_setting
 from esp_forms.models import FormField, ProviderAccount, SignupForm
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 # form_type -> (expires at, form or None for "no active form of that type")
 _forms: dict[str, tuple[float, SignupForm | None]] = {}
 
@@ -42,6 +43,25 @@ def active_form(form_type: str) -> SignupForm | None:
 def clear() -> None:
     with _lock:
         _forms.clear()
+        _rendered.clear()
+
+
+# (form id, form type, variant, language) -> (expires at, the form's HTML with placeholders)
+_rendered: dict[tuple[object, ...], tuple[float, str]] = {}
+
+
+def rendered(key: tuple[object, ...], render: Callable[[], str]) -> str:
+    """The rendered skeleton of a form for ``key``, from ``render()`` once per cache period."""
+    now = time.monotonic()
+    entry = _rendered.get(key)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    html = render()
+    ttl = float(get_setting("FORM_CACHE_SECONDS") or 0)
+    if ttl > 0:
+        with _lock:
+            _rendered[key] = (now + ttl, html)
+    return html
 
 
 @receiver(post_save, sender=SignupForm, dispatch_uid="esp_forms.formcache.form")

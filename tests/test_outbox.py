@@ -206,3 +206,30 @@ def test_saving_a_form_or_field_clears_the_cache(newsletter):
     newsletter.is_active = False
     newsletter.save()
     assert formcache.active_form("newsletter") is None
+
+
+def test_a_cached_form_render_matches_a_fresh_one(newsletter, rf, settings):
+    import re
+
+    from django.template import Context, Template
+
+    from esp_forms import spam
+
+    template = Template('{% load esp_forms %}'
+                        '{% esp_form "newsletter" %}{% esp_form "newsletter" %}')
+
+    def page() -> str:
+        request = rf.get("/")
+        return template.render(Context({"request": request}))
+
+    cached_first, cached_second = page(), page()
+    settings.ESP_FORMS = {"FORM_CACHE_SECONDS": 0}
+    fresh = page()
+    volatile = r'value="[^"]*"'  # tokens differ on every render
+    assert re.sub(volatile, "", cached_second) == re.sub(volatile, "", fresh)
+    assert 'id="esp-newsletter"' in cached_first and 'id="esp-newsletter-2"' in cached_first
+    assert "0c4ch3d" not in cached_first + cached_second
+    tokens = re.findall(r'name="form_token" value="([^"]+)"', cached_first + cached_second)
+    assert len(tokens) == 4  # issued per render (same-millisecond ones may be equal)
+    assert all(spam.check_token(t, "newsletter") in (None, "too_fast") for t in tokens)
+    assert cached_first.count('name="csrfmiddlewaretoken"') == 2

@@ -8,5 +8,5 @@ urlpatterns = [
     path("bench/inline/", views.InlineView.as_view()),
     path("bench/page-with-forms/", views.page, {"template": "with_forms.html"}),
     path("bench/page-without-forms/", views.page, {"template": "without_forms.html"}),
-    path("", include("esp_forms.urls")),
+    path("", include("project.urls")),  # the demo site: its pages, admin and the app
 ]
