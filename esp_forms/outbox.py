@@ -33,7 +33,7 @@ from functools import partial
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, Q, QuerySet, sql
 from django.utils import timezone
 
 from esp_forms.conf import get_setting
@@ -121,7 +121,8 @@ def claim_one(pk: Any, *, owner: str) -> Submission | None:
                                                                      lease_until=until)
     if not won:
         return None
-    return Submission.objects.select_related("form__account").filter(pk=pk).first()
+    return (Submission.objects.select_related("form__account").prefetch_related("form__fields")
+            .filter(pk=pk).first())
 
 
 def start_attempt(submission: Submission, *, owner: str) -> bool:
@@ -143,6 +144,19 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
     once it committed. False (nothing recorded) when ``owner`` no longer holds the lease."""
     values = {**(fields or {}), "lease_owner": "", "lease_until": None,
               "attempt_started_at": None, "updated_at": timezone.now()}
+    events = list(events)
+    after_commit = list(after_commit)
+    if events and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        won = _finish_in_one_statement(submission, owner, values, events)
+        if won:
+            for name, value in values.items():
+                setattr(submission, name, value)
+            for callback in after_commit:
+                callback()  # the statement committed on its own
+        else:
+            logger.warning("Submission %s: the lease of %s ran out before its outcome was "
+                           "recorded; another claim owns the row now.", submission.pk, owner)
+        return won
     with transaction.atomic():
         won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(**values)
         if not won:
@@ -158,6 +172,31 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
     for name, value in values.items():
         setattr(submission, name, value)
     return True
+
+
+def _finish_in_one_statement(submission: Submission, owner: str, values: dict[str, Any],
+                             events: list[tuple[str, str, dict[str, Any]]]) -> bool:
+    """PostgreSQL: the guarded UPDATE and the event INSERTs as one statement (one round trip,
+    atomic on its own): the events are written only for a row the UPDATE matched."""
+    update = Submission.objects.filter(pk=submission.pk, lease_owner=owner).query.chain(
+        sql.UpdateQuery)
+    update.add_update_values(values)
+    update_sql, update_params = update.get_compiler(connection=connection).as_sql()
+    data_field = SubmissionEvent._meta.get_field("data")
+    now = timezone.now()
+    rows, params = [], []
+    for kind, message, data in events:
+        rows.append("(%s, %s, %s::jsonb, %s::timestamptz)")
+        params += [kind, message, data_field.get_db_prep_value(data, connection), now]
+    statement = (
+        f"WITH won AS ({update_sql} RETURNING 1) "
+        f"INSERT INTO {SubmissionEvent._meta.db_table} "
+        "(submission_id, kind, message, data, created_at) "
+        f"SELECT %s, e.kind, e.message, e.data, e.created_at FROM won, "
+        f"(VALUES {', '.join(rows)}) AS e(kind, message, data, created_at)")
+    with connection.cursor() as cursor:
+        cursor.execute(statement, (*update_params, submission.pk, *params))
+        return cursor.rowcount > 0
 
 
 def release(submission: Submission, *, owner: str, **fields: Any) -> bool:

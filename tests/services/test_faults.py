@@ -226,3 +226,25 @@ def test_postgres_restarted_while_a_worker_delivers_hundreds(emulator, start_wor
     assert len(calls) == count
     twice = {email: n for email, n in calls.items() if n > 1}
     assert not twice, f"called more than once: {twice}"
+
+
+def test_outcome_and_events_recorded_in_one_statement(esputnik_form, emulator):
+    """Outside a transaction on PostgreSQL the finish is one guarded statement: the events are
+    written with the row, and not at all for a lost lease."""
+    from esp_forms import delivery, outbox
+    from esp_forms.models import EventKind
+
+    submission = make_submission(esputnik_form, "one@example.com")
+    assert delivery.deliver(submission.pk).status == "delivered"
+    submission.refresh_from_db()
+    assert submission.lease_owner == "" and submission.attempt_started_at is None
+    assert set(submission.events.values_list("kind", flat=True)) == {
+        EventKind.ATTEMPT, EventKind.DELIVERED}
+
+    other = make_submission(esputnik_form, "two@example.com")
+    claimed = outbox.claim_one(other.pk, owner="slow")
+    Submission.objects.filter(pk=other.pk).update(lease_owner="someone-else")
+    assert not outbox.finish(claimed, owner="slow", events=[(EventKind.DELIVERED, "x", {})],
+                             fields={"delivery_status": DeliveryStatus.DELIVERED})
+    other.refresh_from_db()
+    assert other.delivery_status == DeliveryStatus.PENDING and not other.events.exists()
