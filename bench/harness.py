@@ -105,11 +105,21 @@ def make_forms(emulator_url: str | None = None) -> None:
 def reset_rows() -> None:
     """Forget every submission and queued task from the previous round."""
     import redis
-    from django.db import connection
+    from django.db import DatabaseError, connection, transaction
 
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE esp_forms_submissionevent, esp_forms_submission")
     redis.Redis.from_url(BROKER_URL).flushdb()
+    # DELETE, not TRUNCATE: a worker may still be finishing a row, and TRUNCATE's table lock
+    # against its row locks can deadlock.
+    for attempt in range(5):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("DELETE FROM esp_forms_submissionevent")
+                cursor.execute("DELETE FROM esp_forms_submission")
+            return
+        except DatabaseError:  # a deadlock, or an event a worker wrote meanwhile
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
 
 
 def stored_rows() -> int:
@@ -315,6 +325,23 @@ def _python_load(url: str, seconds: float, post_token: str | None, connections: 
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000 if latencies else float("nan")
     return Load(len(latencies) / elapsed, median(latencies) * 1000, p99, len(latencies),
                 errors[0])
+
+
+def wait_idle(url: str, timeout: float = 60) -> None:
+    """Wait until the server has drained what the last load left queued (a sync worker keeps
+    serving requests whose client already left), so it does not spill into the next round."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        started = time.perf_counter()
+        try:
+            requests.get(url + "/bench/bare/", timeout=timeout)
+        except requests.RequestException:
+            pass
+        if time.perf_counter() - started < 0.5:
+            return
+    raise SystemExit(f"{url} stayed busy for {timeout} s")
 
 
 def load_tool() -> str:
