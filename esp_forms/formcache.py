@@ -40,10 +40,34 @@ def active_form(form_type: str) -> SignupForm | None:
     return form
 
 
+# form id -> (expires at, form with its account and fields), for workers: any form, active or not
+_by_id: dict[object, tuple[float, SignupForm | None]] = {}
+
+
+def form_by_id(form_id: object) -> SignupForm | None:
+    """Form ``form_id`` with its account and fields loaded, for a worker delivering a row.
+
+    Cached like :func:`active_form`: a worker sees a changed form or account within
+    ``FORM_CACHE_SECONDS`` (at once in the process that saved it).
+    """
+    now = time.monotonic()
+    entry = _by_id.get(form_id)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    form = (SignupForm.objects.select_related("account").prefetch_related("fields")
+            .filter(pk=form_id).first())
+    ttl = float(get_setting("FORM_CACHE_SECONDS") or 0)
+    if ttl > 0:
+        with _lock:
+            _by_id[form_id] = (now + ttl, form)
+    return form
+
+
 def clear() -> None:
     with _lock:
         _forms.clear()
         _rendered.clear()
+        _by_id.clear()
 
 
 # (form id, form type, variant, language) -> (expires at, the form's HTML with placeholders)
