@@ -12,6 +12,7 @@ import logging
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import DisallowedRedirect
 from django.http import (
     Http404,
@@ -89,8 +90,9 @@ def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
                        assets: bool = True, render_state: dict[Any, Any] | None = None,
                        extra_context: dict[str, Any] | None = None) -> SafeString:
     """The form's HTML (override template first), as the page and the template tag show it."""
+    # Not with DEBUG on: a template edited during development shows at once.
     if (form is None and request is not None and not message and not done
-            and get_setting("FORM_CACHE_SECONDS")):
+            and get_setting("FORM_CACHE_SECONDS") and not settings.DEBUG):
         return _render_from_cache(request, signup_form, heading=heading, assets=assets,
                                   render_state=render_state)
     if form is None:
