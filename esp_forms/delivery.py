@@ -65,6 +65,8 @@ class Result(enum.StrEnum):
     NOT_DELIVERABLE = "not-deliverable"
     ACCOUNT_INACTIVE = "account-inactive"
     LEASE_LOST = "lease-lost"  # the lease ran out mid-call; the new owner records the outcome
+    QUEUED = "queued"  # the sweeper handed the claimed row to a worker task
+    ERROR = "error"  # raised outside the provider call: logged and backed off
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,15 @@ def deliver(submission_id: Any, *, force: bool = False, owner: str | None = None
     if submission is None:
         exists = Submission.objects.filter(pk=submission_id).exists()
         return Outcome(Result.LOCKED if exists else Result.MISSING)
-    return deliver_claimed(submission, owner=owner, force=force)
+    outcomes: list[Outcome] = []
+
+    def work(pk: Any) -> str:
+        outcomes.append(deliver_claimed(submission, owner=owner, force=force))
+        return outcomes[-1].status
+
+    # A row that raises outside the provider call is backed off here too, not left leased.
+    outbox.for_each([submission.pk], work, lambda pk, err: _back_off(pk, owner, err))
+    return outcomes[0] if outcomes else Outcome(Result.ERROR)
 
 
 def deliver_claimed(submission: Submission, *, owner: str, force: bool = False) -> Outcome:
@@ -319,18 +329,36 @@ def _back_off(pk: Any, owner: str, err: Exception) -> None:
         lease_until=None, last_error=f"Unexpected error: {err}"[:2000])
 
 
-def dispatch_due(*, grace: float | None = None, limit: int | None = None) -> dict[str, int]:
-    """Deliver due pending submissions inline (the sweeper and ``esp_forms_dispatch``).
+def dispatch_due(*, grace: float | None = None, limit: int | None = None,
+                 fan_out: bool = False) -> dict[str, int]:
+    """Deliver due pending submissions (the sweeper and ``esp_forms_dispatch``).
 
     One claim leases the batch (rows a worker holds are skipped, so this never races the
-    workers); each row is then delivered in isolation: one that raises is backed off and the
-    rest go on. Delivering inline rather than re-queueing means a lost task never turns into a
-    growing pile of duplicate messages.
+    workers). With ``fan_out`` (the periodic sweep) each claimed row goes to a worker task
+    that takes over the claim, so all worker processes drain the batch; a row whose task
+    cannot be queued is delivered here. Otherwise each row is delivered inline. Either way
+    each row is isolated: one that raises is backed off and the rest go on. Because the lease
+    travels with the task, a lost task only delays its row until the lease runs out; it never
+    turns into a pile of duplicate messages.
     """
     owner = outbox.new_owner()
     ids = outbox.claim(_due(grace), owner=owner,
                        limit=limit or int(get_setting("SWEEP_BATCH_SIZE")),
                        order_by=("next_attempt_at",))
+    if fan_out and ids:
+        task = outbox.task_named(outbox.DELIVER_TASK)
+        queued = [pk for pk in ids if outbox.send_task(task, pk, owner=owner)]
+        ids = [pk for pk in ids if pk not in set(queued)]
+        if not ids:
+            return {Result.QUEUED: len(queued)}
+        counts = dispatch_claimed(ids, owner)
+        counts[Result.QUEUED] = len(queued)
+        return counts
+    return dispatch_claimed(ids, owner)
+
+
+def dispatch_claimed(ids: list[Any], owner: str) -> dict[str, int]:
+    """Deliver rows ``owner`` claimed, one by one, in isolation."""
     rows = {s.pk: s for s in Submission.objects.select_related("form__account")
             .filter(pk__in=ids)}
     throttled_accounts: set[int] = set()

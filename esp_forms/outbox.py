@@ -290,7 +290,8 @@ def _drop_producer() -> None:
             logger.debug("Could not release a stale producer", exc_info=True)
 
 
-def send_task(task: Any, submission_id: Any, countdown: float | None = None) -> bool:
+def send_task(task: Any, submission_id: Any, countdown: float | None = None, *,
+              owner: str | None = None) -> bool:
     """Queue a task for one submission; False (and a warning) when the broker is unreachable,
     in which case the sweeper finds the row later: nothing is lost.
 
@@ -298,6 +299,9 @@ def send_task(task: Any, submission_id: Any, countdown: float | None = None) -> 
     one broker connection instead of opening one per request.
     """
     options: dict[str, Any] = {}
+    if owner:
+        # The task takes over this claim instead of waiting for it to run out.
+        options["kwargs"] = {"owner": owner}
     if countdown:
         options["countdown"] = countdown
     queue = get_setting("CELERY_QUEUE")

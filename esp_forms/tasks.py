@@ -30,9 +30,10 @@ TASK_OPTIONS = {
 
 
 @shared_task(name=outbox.DELIVER_TASK, bind=True, **TASK_OPTIONS)
-def deliver_submission(self: Any, submission_id: str) -> str:
-    # The task id is the lease owner: a retry after a database error resumes its own claim.
-    outcome = delivery.deliver(submission_id, owner=self.request.id)
+def deliver_submission(self: Any, submission_id: str, owner: str | None = None) -> str:
+    # The lease owner: the sweeper's claim it was handed, else the task id, so that a retry
+    # after a database error resumes its own claim.
+    outcome = delivery.deliver(submission_id, owner=owner or self.request.id)
     if outcome.retry_in is not None and outcome.status in (delivery.Result.RETRY,
                                                            delivery.Result.THROTTLED):
         if outcome.retry_in <= float(get_setting("MAX_COUNTDOWN")):
@@ -52,7 +53,7 @@ def refresh_optin(self: Any, submission_id: str) -> str:
 
 @shared_task(name="esp_forms.sweep_outbox", **TASK_OPTIONS)
 def sweep_outbox() -> dict[str, int]:
-    return delivery.dispatch_due()
+    return delivery.dispatch_due(fan_out=True)
 
 
 @shared_task(name="esp_forms.poll_optin", **TASK_OPTIONS)

@@ -233,3 +233,23 @@ def test_a_cached_form_render_matches_a_fresh_one(newsletter, rf, settings):
     assert len(tokens) == 4  # issued per render (same-millisecond ones may be equal)
     assert all(spam.check_token(t, "newsletter") in (None, "too_fast") for t in tokens)
     assert cached_first.count('name="csrfmiddlewaretoken"') == 2
+
+
+def test_the_sweep_fans_the_claimed_batch_out_to_tasks_that_take_over_the_claim(
+        esputnik_form, emulator, monkeypatch):
+    from esp_forms import tasks
+
+    past = timezone.now() - timedelta(minutes=5)
+    rows = [make_submission(esputnik_form, f"f{i}@example.com", next_attempt_at=past)
+            for i in range(3)]
+    sent = []
+    monkeypatch.setattr(tasks.deliver_submission, "apply_async",
+                        lambda args, **options: sent.append((args[0], options["kwargs"])))
+    assert delivery.dispatch_due(grace=0, fan_out=True) == {"queued": 3}
+    assert delivery.dispatch_due(grace=0, fan_out=True) == {}  # leased: not queued twice
+    assert subscribe_calls(emulator) == []
+    for pk, kwargs in sent:  # what the worker runs
+        assert tasks.deliver_submission.run(pk, **kwargs).startswith("delivered")
+    assert {r.pk for r in rows} == set(Submission.objects.filter(
+        delivery_status=DeliveryStatus.DELIVERED).values_list("pk", flat=True))
+    assert len(subscribe_calls(emulator)) == 3
