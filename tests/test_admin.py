@@ -113,7 +113,9 @@ def test_account_page_shows_webhook_url_secret_and_config_error(admin_client):
         config_error="UniSender answered invalid_api_key: the key was revoked")
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/unisender/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/unisender/{account.pk}/" in page
+    # The secret never travels in the URL (access logs); UniSender signs with the API key.
+    assert "?secret=" not in page and account.webhook_secret not in page
     assert "the key was revoked" in page
     assert 'class="esp-forms-warning"' in page
 
@@ -122,7 +124,10 @@ def test_esputnik_account_page_shows_the_workflow_body(admin_client):
     account = ProviderAccount.objects.create(name="Shop", provider="esputnik", api_key=KEY)
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/esputnik/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/esputnik/{account.pk}/" in page
+    assert "?secret=" not in page
+    # Basic auth for the activity webhook: the login and the secret as password.
+    assert "Authentication password" in page and account.webhook_secret in page
     assert (f'&quot;contactId&quot;: &quot;${{ContactId}}&quot;, &quot;secret&quot;: '
             f'&quot;{account.webhook_secret}&quot;') in page
 

@@ -407,9 +407,10 @@ def test_esputnik_unsubscribe_calls_the_account_webhook(emu, http, webhook_recei
     emu.unsubscribe("esputnik", ES_KEY, "olena@example.com")
     [hook] = webhook_receiver.wait(1)
     [event] = hook.json
-    assert event["activity"] == "unsubscribed" and event["email"] == "olena@example.com"
+    assert event["activityStatus"] == "UNSUBSCRIBED" and event["email"] == "olena@example.com"
     assert event["contactId"] == contact_id
-    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", event["date"])
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", event["activityDateTime"])
+    assert "Authorization" not in hook.headers  # no Basic auth set up
     assert emu.contact("esputnik", ES_KEY, "olena@example.com")["unsubscribed"] is True
 
 
@@ -622,8 +623,12 @@ def test_unisender_unknown_method_and_language(emu, http):
     response = http.post(emu.url + "/de/api/getLists", params={"format": "json"},
                          data={"api_key": US_KEY}, timeout=TIMEOUT)
     assert response.status_code == 404
-    for lang in ("ru", "ua", "it"):
+    for lang in ("ru", "ua"):
         assert "result" in us(emu, http, "getLists", lang=lang)
+    for lang in ("uk", "it"):  # not among the official wrapper's languages
+        response = http.post(f"{emu.url}/{lang}/api/getLists", params={"format": "json"},
+                             data={"api_key": US_KEY}, timeout=TIMEOUT)
+        assert response.status_code == 404
 
 
 def test_unisender_get_with_every_parameter_in_the_query_works(emu, http):
