@@ -26,8 +26,9 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.db import OperationalError, connection, transaction
@@ -84,6 +85,21 @@ def provider_time(value: Any) -> datetime | None:
     return parsed
 
 
+def latest_moment(value: Any) -> datetime | None:
+    """When an item happened at the latest: its timestamp plus what its precision hides
+    (eSputnik's dates may stop at seconds or minutes), so an unsubscribe in the same second as
+    a signup is never mistaken for an older one."""
+    parsed = provider_time(value)
+    if parsed is None:
+        return None
+    text = str(value)
+    if re.search(r"\d:\d\d:\d\d[.,]\d", text):
+        return parsed  # fractional seconds: exact enough
+    if re.search(r"\d:\d\d:\d\d", text):
+        return parsed + timedelta(seconds=1) - timedelta(microseconds=1)
+    return parsed + timedelta(minutes=1) - timedelta(microseconds=1)
+
+
 def _by_time(events: list[WebhookEvent]) -> list[WebhookEvent]:
     """Oldest first; items without a timestamp keep their place after the dated ones."""
     dated = sorted((e for e in events if e.at is not None), key=lambda e: e.at)
@@ -96,6 +112,7 @@ class BaseWebhook:
     def __init__(self, account: ProviderAccount, request: HttpRequest) -> None:
         self.account = account
         self.request = request
+        self.hinted: set[str] = set()  # one status read per person and callback is enough
 
     def body_json(self) -> Any:
         try:
@@ -122,6 +139,9 @@ class BaseWebhook:
     def handle(self, event: WebhookEvent) -> str:
         if event.kind != "hint":
             return f"ignored:{event.name or '?'}"
+        if event.email.lower() in self.hinted:
+            return "refresh:already-queued"
+        self.hinted.add(event.email.lower())
         count = optin.request_refresh(self.account, event.email,
                                       reason=f"{self.provider} webhook ({event.name or '?'})",
                                       data=event.data)
@@ -172,7 +192,7 @@ class ESputnikWebhook(BaseWebhook):
             kind = ("unsubscribe" if status in ESPUTNIK_UNSUBSCRIBE
                     else "receipt" if status in ESPUTNIK_RECEIPTS else "unknown")
             events.append(WebhookEvent(email.strip(), kind, status,
-                                       provider_time(item.get("activityDateTime")), data))
+                                       latest_moment(item.get("activityDateTime")), data))
         return _by_time(events)
 
     def handle(self, event: WebhookEvent) -> str:
