@@ -200,8 +200,8 @@ class ProviderAccountAdmin(admin.ModelAdmin):
             format_html_join("", "<dt>{}</dt><dd>{}</dd>",
                              ((label, _copyable(text)) for label, text in rows)),
             where,
-            _("Callbacks are only hints: the app reads the contact's status from the provider "
-              "before changing anything."),
+            _("Confirmation callbacks are only hints: the app reads the contact's status from "
+              "the provider before changing anything."),
         )
 
 

@@ -125,6 +125,7 @@ def test_esputnik_account_page_shows_the_workflow_body(admin_client):
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
     assert f"/webhooks/esputnik/{account.pk}/" in page
+    assert "Data export" in page and "Unsubscribed and Spam" in page
     assert "?secret=" not in page
     # Basic auth for the activity webhook: the login and the secret as password.
     assert "Authentication password" in page and account.webhook_secret in page
@@ -258,6 +259,16 @@ def test_provider_rules_come_from_model_clean(admin_client, sandbox_account):
         sandbox_account, [], tags="vip"))
     assert response.status_code == 200
     assert "Tags are a UniSender option." in response.content.decode()
+
+
+def test_an_esputnik_provider_mode_form_needs_a_confirmed_segment(admin_client):
+    account = ProviderAccount.objects.create(name="ES", provider="esputnik", api_key=KEY)
+    response = admin_client.post(reverse("admin:esp_forms_signupform_add"), signup_form_data(
+        account, [], double_opt_in="provider", confirmed_group=""))
+    assert response.status_code == 200
+    assert "eSputnik has no API field that says a contact confirmed" in \
+        response.content.decode()
+    assert not SignupForm.objects.exists()
 
 
 def test_overwrite_one_on_unisender_warns_after_save(admin_client):

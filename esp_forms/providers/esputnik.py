@@ -7,8 +7,10 @@ Wire facts (see ``docs/providers/esputnik.md`` and the developer note ``provider
   unconfirmed and the event ``subscribeFromApi-<formType>`` starts the owner's double opt-in
   workflow. Success is ``200 {"id": <contactId>}``; ``409`` is eSputnik refusing an identical
   request repeated within a minute (a retry after a lost answer), so it means "already done".
-- After this site's own confirmation link (local double opt-in) we use *Add/update contacts*
-  (``POST /api/v1/contacts``), which creates the contact already confirmed.
+- After this site's own confirmation link (local double opt-in), and in "off" mode (where a
+  Subscribe-contact contact would stay unconfirmed and get no campaign), we use *Add/update
+  contacts* (``POST /api/v1/contacts``), which creates the contact already confirmed.
+- Additional field values are strings (the ``contactField`` schema), never JSON booleans.
 - The API has no "confirmed" field: the owner's confirmation workflow adds the contact to a
   segment (``SignupForm.confirmed_group``) and we read the contact's ``groups``.
 """
