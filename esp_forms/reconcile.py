@@ -78,9 +78,14 @@ def tracked(account: ProviderAccount) -> QuerySet[Submission]:
     """Submissions whose provider status means something here: delivered, personal data still
     there, and either provider double opt-in or already subscribed (a local confirmation or
     "off" mode, whose unsubscribes still count)."""
+    states = list(REPAIRS)
+    if account.provider == "esputnik":
+        # eSputnik's API shows no unsubscribes, so reading subscribed rows could never repair
+        # anything: spend the rate limit on the ones a confirmed segment can still confirm.
+        states = [OptinStatus.UNCONFIRMED, OptinStatus.EXPIRED]
     return (Submission.objects
             .filter(form__account=account, delivery_status=DeliveryStatus.DELIVERED,
-                    purged_at__isnull=True, optin_status__in=list(REPAIRS))
+                    purged_at__isnull=True, optin_status__in=states)
             .filter(Q(form__double_opt_in=DoubleOptIn.PROVIDER)
                     | Q(optin_status__in=[OptinStatus.CONFIRMED, OptinStatus.NOT_REQUIRED])))
 

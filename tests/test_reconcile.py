@@ -65,15 +65,21 @@ def test_reconcile_repairs_drift_and_reports_it(unisender_form, emulator):
     assert "0 changed" in run()  # nothing left to repair
 
 
-def test_reconcile_never_downgrades(esputnik_form, emulator):
+def test_reconcile_reads_only_what_esputnik_can_repair(esputnik_form, emulator):
     submission = delivered(esputnik_form)
     emulator.confirm("esputnik", ESPUTNIK_KEY, "olena@example.com")
     assert optin.refresh(submission.pk) == OptinStatus.CONFIRMED
     # The owner emptied the segment: eSputnik now says less, which repairs nothing.
     emulator.state.esputnik[ESPUTNIK_KEY].contacts[
         int(submission.provider_contact_id)].group_ids.clear()
+    expired = delivered(esputnik_form, "late@example.com")
+    emulator.confirm("esputnik", ESPUTNIK_KEY, "late@example.com")
+    Submission.objects.filter(pk=expired.pk).update(optin_status=OptinStatus.EXPIRED)
     [report] = reconcile.reconcile()
-    assert report.checked == 1 and report.changes == []
+    # Subscribed rows are not read (eSputnik shows no unsubscribes); the expired one is.
+    assert report.checked == 1
+    assert [str(c) for c in report.changes] == [
+        "late@example.com (es-news): expired → confirmed"]
     assert status_of(submission) == OptinStatus.CONFIRMED
 
 
@@ -174,3 +180,14 @@ def test_lost_webhooks_are_reflected_within_one_polling_cycle(
             break
     assert figure(es, "eSputnik", True) == (
         "eSputnik: 10 of 10 confirmations, 4 of 4 unsubscribes, 6 of 6 still subscribed")
+
+
+def test_reconcile_never_moves_anyone_back_to_unconfirmed(unisender_form, emulator):
+    submission = delivered(unisender_form)
+    emulator.confirm("unisender", UNISENDER_KEY, "olena@example.com")
+    assert optin.refresh(submission.pk) == OptinStatus.CONFIRMED
+    account = emulator.state.unisender[UNISENDER_KEY]
+    account.contacts[account.by_email["olena@example.com"]].status = "invited"
+    [report] = reconcile.reconcile()
+    assert report.checked == 1 and report.changes == []
+    assert status_of(submission) == OptinStatus.CONFIRMED

@@ -357,3 +357,28 @@ def test_a_replayed_unisender_hook_only_causes_a_read(client, emulator, unisende
     assert optin.refresh(submission.pk) == "unchanged"
     submission.refresh_from_db()
     assert submission.optin_status == OptinStatus.CONFIRMED
+
+
+# --- the emulator's status answers have the recorded shapes ---------------------------------
+
+def test_emulator_status_answers_have_the_recorded_shapes(emulator, esputnik_form,
+                                                          unisender_form):
+    from esp_forms.providers import get_provider
+
+    es = delivered(esputnik_form)
+    emulator.confirm("esputnik", ESPUTNIK_KEY, "olena@example.com")
+    contact, _raw = get_provider(esputnik_form.account).get_contact(es.provider_contact_id)
+    recorded = load_payload("esputnik_contact.json")
+    assert set(recorded) <= set(contact)
+    assert set(contact["groups"][0]) == set(recorded["groups"][0])
+
+    us = delivered(unisender_form)
+    emulator.confirm("unisender", UNISENDER_KEY, "olena@example.com")
+    status = get_provider(unisender_form.account).get_contact_status(us)
+    answer = status.raw["response"]["body"]
+    recorded = load_payload("unisender_getcontact_email_lists.json")
+    assert set(answer["result"]) == set(recorded["result"])
+    assert set(answer["result"]["email"]) == set(recorded["result"]["email"])
+    assert set(answer["result"]["email"]["lists"][0]) == set(
+        recorded["result"]["email"]["lists"][0])
+    assert status.optin_status == OptinStatus.CONFIRMED
