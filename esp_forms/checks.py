@@ -22,6 +22,7 @@ class Codes:
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = "esp_forms.W008"
 
 
 class Messages:
@@ -41,6 +42,9 @@ class Messages:
     ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
         "eSputnik form '{form}' uses provider double opt-in without a confirmed segment, so no "
         "signup can ever be confirmed.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "eSputnik account '{account}' has no webhook secret, so every callback (confirmations, "
+        "unsubscribes) is refused.")
     UNISENDER_BAD_LANGUAGE = (
         "UniSender account '{account}' uses the API language '{language}'; UniSender knows "
         "en, ru and ua only.")
@@ -65,6 +69,9 @@ class Hints:
     ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
         "Set the form's confirmed segment (e.g. Confirmed) and add an 'Add to segment' step "
         "after 'Confirm contact' in the eSputnik workflow; see docs/providers/esputnik.md.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "Set a long random webhook secret on the account and use it as the activity webhook's "
+        "password and in the workflow Webhook block.")
     UNISENDER_BAD_LANGUAGE = "Set the account's API language to en, ru or ua (ua for Ukrainian)."
 
 
@@ -121,6 +128,10 @@ def check_forms(app_configs=None, databases=None, **kwargs):
             errors.append(Warning(Messages.ACCOUNT_WITHOUT_KEY.format(
                 account=account.name, provider=account.provider),
                 hint=Hints.ACCOUNT_WITHOUT_KEY, obj=account, id=Codes.ACCOUNT_WITHOUT_KEY))
+        if account.provider == "esputnik" and not account.webhook_secret.strip():
+            errors.append(Warning(Messages.ESPUTNIK_WITHOUT_WEBHOOK_SECRET.format(
+                account=account.name), hint=Hints.ESPUTNIK_WITHOUT_WEBHOOK_SECRET, obj=account,
+                id=Codes.ESPUTNIK_WITHOUT_WEBHOOK_SECRET))
         if account.provider == "unisender" and account.api_language not in ("en", "ru", "ua"):
             errors.append(Error(Messages.UNISENDER_BAD_LANGUAGE.format(
                 account=account.name, language=account.api_language),

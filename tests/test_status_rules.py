@@ -144,3 +144,10 @@ def test_esputnik_off_mode_delivers_a_mailable_contact(esputnik_form, emulator):
     submission.refresh_from_db()
     assert submission.optin_status == OptinStatus.NOT_REQUIRED
     assert emulator.contact("esputnik", ESPUTNIK_KEY, "olena@example.com")["confirmed"] is True
+
+
+def test_system_check_for_an_esputnik_account_without_webhook_secret(db):
+    from esp_forms.checks import check_forms
+
+    ProviderAccount.objects.create(name="E", provider="esputnik", api_key="k", webhook_secret="")
+    assert [m.id for m in check_forms(databases=["default"])] == ["esp_forms.W008"]
