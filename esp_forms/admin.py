@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
@@ -174,28 +173,35 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if obj.provider == Provider.SANDBOX:
             return format_html("<p>{}</p>", _("The sandbox needs no webhook: its confirmation "
                                               "page updates submissions directly."))
-        # The webhook view reads the secret from ?secret= (both providers) or, for eSputnik's
-        # workflow Webhook block, from the JSON body; the URL with the secret works everywhere.
-        url = (site_url() + reverse("esp_forms:webhook", args=[obj.provider, obj.pk])
-               + "?" + urlencode({"secret": obj.webhook_secret}))
-        rows = [(_("URL to paste"), url), (_("Secret"), obj.webhook_secret)]
+        # No secret in the URL (it would end up in access logs): eSputnik authenticates with
+        # HTTP Basic auth or the body's secret, UniSender signs the body with the API key.
+        # Older setups with ?secret= in the URL keep working.
+        url = site_url() + reverse("esp_forms:webhook", args=[obj.provider, obj.pk])
+        rows = [(_("Webhook URL"), url)]
         if obj.provider == Provider.ESPUTNIK:
+            from esp_forms.webhooks import BASIC_AUTH_USER
+
+            rows += [(_("Authentication login"), BASIC_AUTH_USER),
+                     (_("Authentication password"), obj.webhook_secret)]
             body = json.dumps({"email": "${EmailAddress}", "contactId": "${ContactId}",
                                "secret": obj.webhook_secret})
             rows.append((_("Workflow Webhook block body"), body))
-            where = _("eSputnik: the confirmation workflow's Webhook block (POST, JSON body "
-                      "above) and, for unsubscribes, Settings → Laboratory → Webhooks. See "
-                      "docs/providers/esputnik.md.")
+            where = _("eSputnik: Settings → Data export → New data export → Webhook with the URL, "
+                      "Authentication on (login and password above) and the statuses "
+                      "Unsubscribed and Spam; and the confirmation workflow's Webhook block "
+                      "(POST, JSON body above). See docs/providers/esputnik.md.")
         else:
             where = _("UniSender: register the URL once with setHook (events subscribe and "
-                      "unsubscribe, event_format=json_post). See docs/providers/unisender.md.")
+                      "unsubscribe, event_format=json_post). UniSender signs each call with "
+                      "your API key; there is no secret to paste. See "
+                      "docs/providers/unisender.md.")
         return format_html(
             '<dl class="esp-forms-copy-list">{}</dl><p class="help">{} {}</p>',
             format_html_join("", "<dt>{}</dt><dd>{}</dd>",
                              ((label, _copyable(text)) for label, text in rows)),
             where,
-            _("Callbacks are only hints: the app reads the contact's status from the provider "
-              "before changing anything."),
+            _("Confirmation callbacks are only hints: the app reads the contact's status from "
+              "the provider before changing anything."),
         )
 
 

@@ -16,10 +16,13 @@ class Codes:
     UNISENDER_WITHOUT_LISTS = "esp_forms.E004"
     BAD_SETTING = "esp_forms.E005"
     DUPLICATE_STANDARD_FIELD = "esp_forms.E006"
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = "esp_forms.E010"
+    UNISENDER_BAD_LANGUAGE = "esp_forms.E011"
     UNKNOWN_SETTING = "esp_forms.W001"
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = "esp_forms.W008"
 
 
 class Messages:
@@ -36,6 +39,15 @@ class Messages:
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
     )
     ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
+        "eSputnik form '{form}' uses provider double opt-in without a confirmed segment, so no "
+        "signup can ever be confirmed.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "eSputnik account '{account}' has no webhook secret, so every callback (confirmations, "
+        "unsubscribes) is refused.")
+    UNISENDER_BAD_LANGUAGE = (
+        "UniSender account '{account}' uses the API language '{language}'; UniSender knows "
+        "en, ru and ua only.")
 
 
 class Hints:
@@ -54,6 +66,13 @@ class Hints:
         "running more than one worker process."
     )
     ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
+        "Set the form's confirmed segment (e.g. Confirmed) and add an 'Add to segment' step "
+        "after 'Confirm contact' in the eSputnik workflow; see docs/providers/esputnik.md.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "Set a long random webhook secret on the account and use it as the activity webhook's "
+        "password and in the workflow Webhook block.")
+    UNISENDER_BAD_LANGUAGE = "Set the account's API language to en, ru or ua (ua for Ukrainian)."
 
 
 @register(Tags.compatibility)
@@ -109,6 +128,15 @@ def check_forms(app_configs=None, databases=None, **kwargs):
             errors.append(Warning(Messages.ACCOUNT_WITHOUT_KEY.format(
                 account=account.name, provider=account.provider),
                 hint=Hints.ACCOUNT_WITHOUT_KEY, obj=account, id=Codes.ACCOUNT_WITHOUT_KEY))
+        if account.provider == "esputnik" and not account.webhook_secret.strip():
+            errors.append(Warning(Messages.ESPUTNIK_WITHOUT_WEBHOOK_SECRET.format(
+                account=account.name), hint=Hints.ESPUTNIK_WITHOUT_WEBHOOK_SECRET, obj=account,
+                id=Codes.ESPUTNIK_WITHOUT_WEBHOOK_SECRET))
+        if account.provider == "unisender" and account.api_language not in ("en", "ru", "ua"):
+            errors.append(Error(Messages.UNISENDER_BAD_LANGUAGE.format(
+                account=account.name, language=account.api_language),
+                hint=Hints.UNISENDER_BAD_LANGUAGE, obj=account,
+                id=Codes.UNISENDER_BAD_LANGUAGE))
         if account.is_active and account.config_error:
             errors.append(Warning(Messages.ACCOUNT_CONFIG_ERROR.format(
                 account=account.name, error=account.config_error),
@@ -134,6 +162,12 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                     form=form.form_type, count=count, kind=kind.value),
                     hint=Hints.DUPLICATE_STANDARD_FIELD, obj=form,
                     id=Codes.DUPLICATE_STANDARD_FIELD))
+        if (form.account.provider == "esputnik" and form.double_opt_in == "provider"
+                and not form.confirmed_group.strip()):
+            errors.append(Error(
+                Messages.ESPUTNIK_WITHOUT_CONFIRMED_GROUP.format(form=form.form_type),
+                hint=Hints.ESPUTNIK_WITHOUT_CONFIRMED_GROUP, obj=form,
+                id=Codes.ESPUTNIK_WITHOUT_CONFIRMED_GROUP))
         if form.account.provider == "unisender" and (
                 not form.list_values or not all(v.isdigit() for v in form.list_values)):
             errors.append(Error(Messages.UNISENDER_WITHOUT_LISTS.format(form=form.form_type),

@@ -49,6 +49,12 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INITIAL_DELAY": 5 * 60,
     "POLL_MAX_INTERVAL": 24 * 3600,
     "POLL_BATCH_SIZE": 100,
+    # Reconciliation (esp_forms_reconcile and its beat task): how many tracked submissions
+    # one run reads at most, least recently checked first; the account's rate limit applies.
+    "RECONCILE_BATCH_SIZE": 200,
+    # How long an eSputnik unsubscribe webhook waits for a submission a worker has locked
+    # before answering 503 (eSputnik then sends it again). UniSender wants an answer in 3 s.
+    "WEBHOOK_LOCK_TIMEOUT": 2.0,
     # Local double opt-in: how long a confirmation link is valid, and the least time between
     # two confirmation emails to the same submission.
     "CONFIRMATION_MAX_AGE": 7 * 24 * 3600,

@@ -55,6 +55,10 @@ class Provider(models.TextChoices):
     SANDBOX = "sandbox", _("Sandbox (offline, no account)")
 
 
+# UniSender's <lang> path segments (the official wrapper allows these three; "uk" is not one).
+API_LANGUAGES = [("en", "English (en)"), ("ru", "Русский (ru)"), ("ua", "Українська (ua)")]
+
+
 class DoubleOptIn(models.TextChoices):
     PROVIDER = "provider", _("Provider sends the confirmation email")
     LOCAL = "local", _("This site sends the confirmation email")
@@ -94,8 +98,9 @@ class ProviderAccount(models.Model):
                     "Blank: the provider's real host."),
     )
     api_language = models.CharField(
-        _("API language"), max_length=5, default="en",
-        help_text=_("UniSender: language of the API's messages (en or ru)."),
+        _("API language"), max_length=5, default="en", choices=API_LANGUAGES,
+        help_text=_("UniSender: language of the API's messages (en, ru or ua; part of the API "
+                    "URL, so a wrong one is refused)."),
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         _("rate limit per minute"), null=True, blank=True,
@@ -275,6 +280,12 @@ class SignupForm(models.Model):
                 errors["tags"] = _("Tags are a UniSender option.")
             if self.overwrite != 2:
                 errors["overwrite"] = _("The overwrite mode is a UniSender option.")
+        if (provider == Provider.ESPUTNIK and self.double_opt_in == DoubleOptIn.PROVIDER
+                and not self.confirmed_group.strip()):
+            errors["confirmed_group"] = _(
+                "eSputnik has no API field that says a contact confirmed: the confirmation "
+                "workflow must add confirmed contacts to a segment, and this site reads it. Name "
+                "that segment (e.g. Confirmed), or choose another double opt-in mode.")
         if provider not in (Provider.ESPUTNIK, None) and self.provider_form_type:
             errors["provider_form_type"] = _("formType is an eSputnik option.")
         for origin in self.origin_values:

@@ -52,7 +52,7 @@ def apply_status(submission: Submission, status: str, *, source: str, ip: str | 
     if status == submission.optin_status or status == OptinStatus.UNCONFIRMED:
         return False
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED) and \
-            status == OptinStatus.CONFIRMED and source != "provider":
+            status == OptinStatus.CONFIRMED and source not in ("provider", "reconcile"):
         # Only the provider's own reading may revive an ended subscription.
         return False
     now = timezone.now()

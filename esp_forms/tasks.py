@@ -74,3 +74,10 @@ def purge() -> int:
     from esp_forms import retention
 
     return retention.purge()
+
+
+@shared_task(name="esp_forms.reconcile_optin", **TASK_OPTIONS)
+def reconcile_optin() -> list[dict]:
+    from esp_forms import reconcile
+
+    return [report.as_dict() for report in reconcile.reconcile()]

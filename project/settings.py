@@ -118,6 +118,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "esp-forms-sweep": {"task": "esp_forms.sweep_outbox", "schedule": 30.0},
     "esp-forms-poll-optin": {"task": "esp_forms.poll_optin", "schedule": 60.0},
+    "esp-forms-reconcile": {"task": "esp_forms.reconcile_optin", "schedule": 900.0},
     "esp-forms-expire": {"task": "esp_forms.expire_unconfirmed", "schedule": 3600.0},
     "esp-forms-purge": {"task": "esp_forms.purge", "schedule": 24 * 3600.0},
 }

@@ -113,7 +113,9 @@ def test_account_page_shows_webhook_url_secret_and_config_error(admin_client):
         config_error="UniSender answered invalid_api_key: the key was revoked")
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/unisender/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/unisender/{account.pk}/" in page
+    # The secret never travels in the URL (access logs); UniSender signs with the API key.
+    assert "?secret=" not in page and account.webhook_secret not in page
     assert "the key was revoked" in page
     assert 'class="esp-forms-warning"' in page
 
@@ -122,7 +124,11 @@ def test_esputnik_account_page_shows_the_workflow_body(admin_client):
     account = ProviderAccount.objects.create(name="Shop", provider="esputnik", api_key=KEY)
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/esputnik/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/esputnik/{account.pk}/" in page
+    assert "Data export" in page and "Unsubscribed and Spam" in page
+    assert "?secret=" not in page
+    # Basic auth for the activity webhook: the login and the secret as password.
+    assert "Authentication password" in page and account.webhook_secret in page
     assert (f'&quot;contactId&quot;: &quot;${{ContactId}}&quot;, &quot;secret&quot;: '
             f'&quot;{account.webhook_secret}&quot;') in page
 
@@ -253,6 +259,16 @@ def test_provider_rules_come_from_model_clean(admin_client, sandbox_account):
         sandbox_account, [], tags="vip"))
     assert response.status_code == 200
     assert "Tags are a UniSender option." in response.content.decode()
+
+
+def test_an_esputnik_provider_mode_form_needs_a_confirmed_segment(admin_client):
+    account = ProviderAccount.objects.create(name="ES", provider="esputnik", api_key=KEY)
+    response = admin_client.post(reverse("admin:esp_forms_signupform_add"), signup_form_data(
+        account, [], double_opt_in="provider", confirmed_group=""))
+    assert response.status_code == 200
+    assert "eSputnik has no API field that says a contact confirmed" in \
+        response.content.decode()
+    assert not SignupForm.objects.exists()
 
 
 def test_overwrite_one_on_unisender_warns_after_save(admin_client):
