@@ -199,6 +199,16 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         )
 
 
+def _embed_tag(form: SignupForm, base: str) -> str:
+    """The one-tag embed (static/esp_forms/embed.js) of a form, with an absolute URL."""
+    from django.templatetags.static import static
+
+    script = static("esp_forms/embed.js")
+    if "://" not in script:
+        script = base + script
+    return f'<script src="{script}" data-form="{form.form_type}" async></script>'
+
+
 def _copyable(text: str) -> SafeString:
     return format_html(
         '<span class="esp-forms-copy"><code>{}</code>'
@@ -385,6 +395,7 @@ class SignupFormAdmin(admin.ModelAdmin):
             (_("JSON schema (GET)"), base + reverse("esp_forms:api_form", args=[obj.form_type])),
             (_("JSON submit (POST)"),
              base + reverse("esp_forms:api_submit", args=[obj.form_type])),
+            (_("Any other site (add its origin to the allowed origins)"), _embed_tag(obj, base)),
         ]
         return format_html('<dl class="esp-forms-copy-list">{}</dl>', format_html_join(
             "", "<dt>{}</dt><dd>{}</dd>", ((label, _copyable(text)) for label, text in rows)))

@@ -20,6 +20,7 @@ class Codes:
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    ORIGINS_WITHOUT_CORS = "esp_forms.W023"
 
 
 class Messages:
@@ -36,6 +37,9 @@ class Messages:
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
     )
     ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+    ORIGINS_WITHOUT_CORS = (
+        "Signup form '{form}' allows other origins, but django-cors-headers is not set up, so "
+        "browsers there cannot read the API's answers (the embed script shows nothing).")
 
 
 class Hints:
@@ -54,6 +58,9 @@ class Hints:
         "running more than one worker process."
     )
     ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+    ORIGINS_WITHOUT_CORS = (
+        "Add 'corsheaders' to INSTALLED_APPS and 'corsheaders.middleware.CorsMiddleware' to "
+        "MIDDLEWARE above CommonMiddleware (docs/embedding.md, CORS).")
 
 
 @register(Tags.compatibility)
@@ -140,3 +147,24 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                                 hint=Hints.UNISENDER_WITHOUT_LISTS, obj=form,
                                 id=Codes.UNISENDER_WITHOUT_LISTS))
     return errors
+
+
+CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
+
+
+@register(Tags.database)
+def check_embedding(app_configs=None, databases=None, **kwargs):
+    """Forms that allow other origins need django-cors-headers to be wired in."""
+    if not databases:
+        return []
+    if "corsheaders" in settings.INSTALLED_APPS and CORS_MIDDLEWARE in settings.MIDDLEWARE:
+        return []
+    from esp_forms.models import SignupForm
+
+    try:
+        forms = list(SignupForm.objects.filter(is_active=True).exclude(allowed_origins=""))
+    except DatabaseError:  # not migrated yet
+        return []
+    return [Warning(Messages.ORIGINS_WITHOUT_CORS.format(form=form.form_type),
+                    hint=Hints.ORIGINS_WITHOUT_CORS, obj=form, id=Codes.ORIGINS_WITHOUT_CORS)
+            for form in forms if form.origin_values]

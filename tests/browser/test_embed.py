@@ -20,6 +20,7 @@ body { font-family: Georgia, serif; background: #fff8e1; margin: 2rem; }
 input, select, button { border: 6px dashed rgb(255, 0, 255) !important; }
 h2 { color: rgb(0, 128, 0) !important; text-transform: uppercase; }
 .esp-form__submit { display: none !important; }
+.esp-embed::part(submit) { background: rgb(123, 45, 38); }  /* the documented way in */
 """
 
 
@@ -116,6 +117,7 @@ def test_embedded_form_matches_the_bundled_one_and_subscribes(page, live_server,
     # The host's rules stay out, and the form's stay in.
     submit = form.locator("button.esp-form__submit")
     assert submit.is_visible() and submit.inner_text() == "Keep me posted"
+    assert submit.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(123, 45, 38)"
     email = form.locator('input[type="email"]')
     assert email.evaluate("e => getComputedStyle(e).borderTopStyle") == "solid"
     assert form.locator("h2").evaluate("e => getComputedStyle(e).color") != "rgb(0, 128, 0)"
