@@ -16,6 +16,8 @@
  *   data-lang      the language of labels and messages (default: the browser's)
  *   data-heading   h2 (default), h3 or h4
  *   data-shadow    "off" renders into the page itself instead of a shadow root
+ *   data-unavailable-text  what visitors read when the form cannot be shown (no schema, so
+ *                  no translation: the page supplies its own language)
  * The container fires "esp-forms:ready" or "esp-forms:error" (detail.reason, detail.message).
  */
 (function () {
@@ -222,7 +224,7 @@
 
     function fail(problem) {
       var box = el("p", { "class": "esp-embed__unavailable", role: "alert" },
-        "This signup form is not available here.");
+        script.getAttribute("data-unavailable-text") || "This signup form is not available here.");
       root.appendChild(box);
       host.setAttribute("data-esp-error", problem.reason);
       if (window.console) { console.error("esp_forms embed (" + formType + "): " + problem.message); }
