@@ -3,7 +3,6 @@
 import django.db.models.deletion
 import esp_forms.contrib.wagtail.blocks
 import wagtail.fields
-from django.conf import settings
 from django.db import migrations, models
 
 
@@ -20,7 +19,7 @@ class Migration(migrations.Migration):
         migrations.CreateModel(
             name='LandingPage',
             fields=[
-                ('page_ptr', models.OneToOneField(auto_created=True, on_delete=django.db.models.deletion.CASCADE, parent_link=True, primary_key=True, serialize=False, to=settings.WAGTAIL_PAGE_MODEL)),
+                ('page_ptr', models.OneToOneField(auto_created=True, on_delete=django.db.models.deletion.CASCADE, parent_link=True, primary_key=True, serialize=False, to='wagtailcore.page')),
                 ('body', wagtail.fields.StreamField([('text', 0), ('signup', 3)], blank=True, block_lookup={0: ('wagtail.blocks.TextBlock', (), {}), 1: ('wagtail.blocks.ChoiceBlock', [], {'choices': esp_forms.contrib.wagtail.blocks.active_form_choices, 'help_text': 'Forms are set up in the Django admin; only active forms are listed.', 'label': 'Signup form'}), 2: ('wagtail.blocks.ChoiceBlock', [], {'choices': [('h2', 'Heading 2'), ('h3', 'Heading 3'), ('h4', 'Heading 4')], 'help_text': "The HTML heading level of the form's title on this page.", 'label': 'Title level', 'required': False}), 3: ('wagtail.blocks.StructBlock', [[('form_type', 1), ('heading', 2)]], {})})),
             ],
             options={
