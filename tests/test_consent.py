@@ -128,6 +128,11 @@ def test_command_exports_to_a_file_and_erases_with_yes(olena, tmp_path):
     stdout = StringIO()
     call_command("esp_forms_consent", "erase", "olena@example.com", "--yes", stdout=stdout)
     assert "Erased 2 submission(s) and 1 sandbox contact(s)" in stdout.getvalue()
+    reference = StringIO()
+    call_command("esp_forms_consent", "reference", "Olena@Example.com", stdout=reference)
+    assert reference.getvalue().strip() == consent.email_reference("olena@example.com")
+    assert f"reference {reference.getvalue().strip()}" in stdout.getvalue()
+    assert len(reference.getvalue().strip()) == 16 and "olena" not in reference.getvalue()
     assert not Submission.objects.filter(email__iexact="olena@example.com").exists()
 
 
