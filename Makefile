@@ -27,13 +27,18 @@ browser:
 run: install
 	PORT=$(PORT) $(BIN)/python -m project.run
 
+# esp_forms.contrib.wagtail needs Wagtail's apps: its tests run with their own settings.
+WAGTAIL_TESTS := tests/wagtail_site --ds=tests.wagtail_site.settings
+
 test: install browser
 	$(BIN)/python -m pytest -m "not services"
+	$(BIN)/python -m pytest $(WAGTAIL_TESTS)
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest -m services tests/services
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not services and not browser" -q
+	$(BIN)/python -m pytest $(WAGTAIL_TESTS) -m "not browser" -q
 
 bench: install
 	$(BIN)/python bench/emulator_throughput.py

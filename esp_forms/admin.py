@@ -205,6 +205,16 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         )
 
 
+def _embed_tag(form: SignupForm, base: str) -> str:
+    """The one-tag embed (static/esp_forms/embed.js) of a form, with an absolute URL."""
+    from django.templatetags.static import static
+
+    script = static("esp_forms/embed.js")
+    if "://" not in script:
+        script = base + script
+    return f'<script src="{script}" data-form="{form.form_type}" async></script>'
+
+
 def _copyable(text: str) -> SafeString:
     return format_html(
         '<span class="esp-forms-copy"><code>{}</code>'
@@ -391,6 +401,7 @@ class SignupFormAdmin(admin.ModelAdmin):
             (_("JSON schema (GET)"), base + reverse("esp_forms:api_form", args=[obj.form_type])),
             (_("JSON submit (POST)"),
              base + reverse("esp_forms:api_submit", args=[obj.form_type])),
+            (_("Any other site (add its origin to the allowed origins)"), _embed_tag(obj, base)),
         ]
         return format_html('<dl class="esp-forms-copy-list">{}</dl>', format_html_join(
             "", "<dt>{}</dt><dd>{}</dd>", ((label, _copyable(text)) for label, text in rows)))
@@ -494,7 +505,8 @@ class SubmissionAdmin(admin.ModelAdmin):
     list_select_related = ["form"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
-    actions = ["retry_failed", "refresh_optin", "resend_confirmation"]
+    actions = ["retry_failed", "refresh_optin", "resend_confirmation", "export_consent_records",
+               "erase_personal_data"]
     fieldsets = [
         (_("Contact"), {"fields": ["email", "phone", "form", "pretty_data"]}),
         (_("Delivery"), {"fields": ["delivery", "attempts", "next_attempt_at",
@@ -570,6 +582,66 @@ class SubmissionAdmin(admin.ModelAdmin):
             "%(count)d confirmation email queued.",
             "%(count)d confirmation emails queued.", count,
         ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
+
+
+    # --- consent records (esp_forms.consent): per person, not per selected row ---
+
+    @staticmethod
+    def _people(queryset: QuerySet[Submission]) -> list[str]:
+        emails = queryset.exclude(email="").values_list("email", flat=True)
+        return sorted({email.lower() for email in emails})
+
+    @admin.action(description=_("Export the personal data of these people (JSON)"),
+                  permissions=["view"])
+    def export_consent_records(self, request: HttpRequest,
+                               queryset: QuerySet[Submission]) -> HttpResponse | None:
+        from esp_forms import consent
+
+        people = self._people(queryset)
+        if not people:
+            self.message_user(request, _("The selected submissions hold no email address "
+                                         "(their personal data was erased)."),
+                              messages.WARNING)
+            return None
+        response = HttpResponse(consent.export_json(people),
+                                content_type="application/json; charset=utf-8")
+        stamp = localtime().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = (
+            f'attachment; filename="esp-forms-consent-{stamp}.json"')
+        return response
+
+    @admin.action(description=_("Erase the personal data of these people…"),
+                  permissions=["delete"])
+    def erase_personal_data(self, request: HttpRequest,
+                            queryset: QuerySet[Submission]) -> TemplateResponse | None:
+        from esp_forms import consent
+
+        people = self._people(queryset)
+        if not people:
+            self.message_user(request, _("The selected submissions hold no email address "
+                                         "(their personal data was erased)."),
+                              messages.WARNING)
+            return None
+        if request.POST.get("confirm") == "yes":
+            erased = sum(consent.erase(email, by=request.user.get_username()).submissions
+                         for email in people)
+            self.message_user(request, ngettext(
+                "The personal data of %(people)d person was erased (%(count)d submissions; "
+                "their statuses and counts are kept).",
+                "The personal data of %(people)d people was erased (%(count)d submissions; "
+                "their statuses and counts are kept).", len(people),
+            ) % {"people": len(people), "count": erased}, messages.SUCCESS)
+            return None
+        held = {email: consent.submissions_of(email).count() for email in people}
+        return TemplateResponse(request, "admin/esp_forms/submission/erase_confirmation.html", {
+            **self.admin_site.each_context(request),
+            "title": _("Erase personal data"),
+            "opts": self.model._meta,
+            "people": sorted(held.items()),
+            "total": sum(held.values()),
+            "selected": queryset.values_list("pk", flat=True),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
 
 
 # --- read-only lists -------------------------------------------------------------------------

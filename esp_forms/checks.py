@@ -23,6 +23,7 @@ class Codes:
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
     ESPUTNIK_WITHOUT_WEBHOOK_SECRET = "esp_forms.W008"
+    ORIGINS_WITHOUT_CORS = "esp_forms.W023"
 
 
 class Messages:
@@ -48,6 +49,9 @@ class Messages:
     UNISENDER_BAD_LANGUAGE = (
         "UniSender account '{account}' uses the API language '{language}'; UniSender knows "
         "en, ru and ua only.")
+    ORIGINS_WITHOUT_CORS = (
+        "Signup form '{form}' allows other origins, but django-cors-headers is not set up, so "
+        "browsers there cannot read the API's answers (the embed script shows nothing).")
 
 
 class Hints:
@@ -73,6 +77,9 @@ class Hints:
         "Set a long random webhook secret on the account and use it as the activity webhook's "
         "password and in the workflow Webhook block.")
     UNISENDER_BAD_LANGUAGE = "Set the account's API language to en, ru or ua (ua for Ukrainian)."
+    ORIGINS_WITHOUT_CORS = (
+        "Add 'corsheaders' to INSTALLED_APPS and 'corsheaders.middleware.CorsMiddleware' to "
+        "MIDDLEWARE above CommonMiddleware (docs/embedding.md, CORS).")
 
 
 @register(Tags.compatibility)
@@ -174,3 +181,24 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                                 hint=Hints.UNISENDER_WITHOUT_LISTS, obj=form,
                                 id=Codes.UNISENDER_WITHOUT_LISTS))
     return errors
+
+
+CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
+
+
+@register(Tags.database)
+def check_embedding(app_configs=None, databases=None, **kwargs):
+    """Forms that allow other origins need django-cors-headers to be wired in."""
+    if not databases:
+        return []
+    if "corsheaders" in settings.INSTALLED_APPS and CORS_MIDDLEWARE in settings.MIDDLEWARE:
+        return []
+    from esp_forms.models import SignupForm
+
+    try:
+        forms = list(SignupForm.objects.filter(is_active=True).exclude(allowed_origins=""))
+    except DatabaseError:  # not migrated yet
+        return []
+    return [Warning(Messages.ORIGINS_WITHOUT_CORS.format(form=form.form_type),
+                    hint=Hints.ORIGINS_WITHOUT_CORS, obj=form, id=Codes.ORIGINS_WITHOUT_CORS)
+            for form in forms if form.origin_values]

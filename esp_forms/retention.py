@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,15 +24,23 @@ def purge(*, days: int | None = None, dry_run: bool = False) -> int:
         delivery_status=DeliveryStatus.PENDING)
     if dry_run:
         return qs.count()
-    now = timezone.now()
     with transaction.atomic():
         ids = list(qs.values_list("pk", flat=True))
+        return erase_personal_data(ids, reason=f"Personal data erased after {days} days")
+
+
+def erase_personal_data(ids: list[Any], *, reason: str) -> int:
+    """Erase email, phone, data, IPs and user agent of these submissions and the provider
+    exchanges in their event log, keeping the rows (so every count stays right); log
+    ``reason`` as a ``purged`` event on each. Also used by erasure on request (consent.py)."""
+    now = timezone.now()
+    with transaction.atomic():
         SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
         count = Submission.objects.filter(pk__in=ids).update(
             email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
-            purged_at=now)
+            # Nothing is left to poll or deliver for an erased row.
+            next_optin_check_at=None, purged_at=now)
         SubmissionEvent.objects.bulk_create(
-            SubmissionEvent(submission_id=pk, kind=EventKind.PURGED,
-                            message=f"Personal data erased after {days} days")
+            SubmissionEvent(submission_id=pk, kind=EventKind.PURGED, message=reason)
             for pk in ids)
     return count

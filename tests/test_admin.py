@@ -386,3 +386,11 @@ def test_forms_can_still_be_deleted_from_the_annotated_list(admin_client, sandbo
         {"post": "yes"})
     assert response.status_code == 302
     assert not SignupForm.objects.exists()
+
+
+def test_change_page_offers_the_one_tag_embed(admin_client, newsletter, settings):
+    settings.ESP_FORMS = {**settings.ESP_FORMS, "SITE_URL": "https://news.example.com"}
+    page = admin_client.get(
+        reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])).content.decode()
+    assert ("&lt;script src=&quot;https://news.example.com/static/esp_forms/embed.js&quot; "
+            "data-form=&quot;newsletter&quot; async&gt;&lt;/script&gt;") in page

@@ -58,3 +58,18 @@ def test_database_checks(sandbox_account):
                  hint=Hints.MISSING_EMAIL_FIELD, obj=no_email,
                  id=Codes.MISSING_EMAIL_FIELD) in result
     assert check_forms(databases=None) == []
+
+
+@pytest.mark.django_db
+def test_forms_with_allowed_origins_need_cors_headers(sandbox_account, settings):
+    from esp_forms.checks import check_embedding
+    from tests.conftest import make_form
+
+    make_form(sandbox_account, "shop", allowed_origins="https://shop.example.com")
+    make_form(sandbox_account, "plain")
+    assert check_embedding(databases=["default"]) == []  # the demo wires corsheaders in
+    settings.MIDDLEWARE = [m for m in settings.MIDDLEWARE if "corsheaders" not in m]
+    [warning] = check_embedding(databases=["default"])
+    assert warning.id == Codes.ORIGINS_WITHOUT_CORS == "esp_forms.W023"
+    assert "'shop'" in warning.msg and warning.hint == Hints.ORIGINS_WITHOUT_CORS
+    assert check_embedding(databases=None) == []

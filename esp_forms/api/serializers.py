@@ -189,6 +189,19 @@ class FieldSchemaSerializer(serializers.Serializer):
     help_text = serializers.CharField(allow_blank=True)
 
 
+class ScriptTextsSerializer(serializers.Serializer):
+    """The texts around the fields, in the visitor's language, for forms built from this schema
+    (the embed script)."""
+
+    required = serializers.CharField(help_text="The legend explaining the * marks.")
+    choose = serializers.CharField(help_text="Empty option of a required choice field.")
+    none = serializers.CharField(help_text="Empty option of an optional choice field.")
+    network = serializers.CharField(help_text="Shown when the server cannot be reached.")
+    failed = serializers.CharField(help_text="Shown when the answer is not the API's JSON.")
+    sending = serializers.CharField(help_text="The submit button's label while sending.")
+    honeypot = serializers.CharField(help_text="Label of the (hidden) anti-spam trap field.")
+
+
 class FormSchemaSerializer(serializers.Serializer):
     form_type = serializers.SlugField()
     title = serializers.CharField()
@@ -206,6 +219,7 @@ class FormSchemaSerializer(serializers.Serializer):
     csrf_token = serializers.CharField(
         help_text="For the bundled script's same-origin HTML form post only; the JSON API "
                   "does not use it.")
+    texts = ScriptTextsSerializer(help_text="Texts for building the form elsewhere (embed.js).")
 
 
 class SubmissionAcceptedSerializer(serializers.Serializer):

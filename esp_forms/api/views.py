@@ -40,6 +40,7 @@ from esp_forms.api.serializers import (
     SubmissionStatusSerializer,
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
+from esp_forms.embed import script_texts
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
 from esp_forms.submissions import initial_optin_status, process_signup
@@ -200,6 +201,7 @@ class FormSchemaView(PublicAPIView):
             # that may be fully cached; this sets the CSRF cookie if missing and hands it the
             # matching token. Cross-origin callers send no cookies, so it is useless to them.
             "csrf_token": get_token(request._request),
+            "texts": script_texts(),
         }
         response = Response(FormSchemaSerializer(data).data)
         # Every answer carries a new token: never cache it anywhere.

@@ -6,6 +6,10 @@
  *  - posts with fetch, shows the message and the field errors in place, moves focus to the
  *    first invalid field (or to the message), and disables the button while sending.
  * No build step, no dependencies. window.espForms.init(formElement) enhances a form added later.
+ *
+ * A form with data-esp-api (built by embed.js on another site) posts JSON to the JSON API
+ * instead, without cookies: its inputs are named by the API's keys (email, fields.<name>,
+ * consent...), so the server's per-field errors land next to the right input all the same.
  */
 (function () {
   "use strict";
@@ -22,6 +26,37 @@
     failed: "Something went wrong on our side. Please try again in a moment.",
     sending: "Sending…"
   };
+
+  // Every enhanced form, also those inside a shadow root that document queries cannot see.
+  var forms = [];
+
+  function isApi(form) {
+    return form.hasAttribute("data-esp-api");
+  }
+
+  // Accept-Language with a plain tag is a CORS-safelisted header: no preflight for it.
+  function withLanguage(form, headers) {
+    var lang = form.getAttribute("data-esp-lang");
+    if (lang) { headers["Accept-Language"] = lang; }
+    return headers;
+  }
+
+  // The API's JSON body: top-level keys as named, "fields.<name>" grouped under "fields",
+  // checkboxes as true/false.
+  function jsonBody(form) {
+    var body = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.disabled || el.tagName === "BUTTON" || el.name === "csrfmiddlewaretoken") { return; }
+      var value = el.type === "checkbox" ? el.checked : el.value;
+      if (el.name.indexOf("fields.") === 0) {
+        body.fields = body.fields || {};
+        body.fields[el.name.slice(7)] = value;
+      } else {
+        body[el.name] = value;
+      }
+    });
+    return JSON.stringify(body);
+  }
 
   function text(form, key) {
     return form.getAttribute("data-esp-text-" + key) || TEXT[key];
@@ -49,15 +84,15 @@
     var url = form.getAttribute("data-esp-schema-url");
     if (!url) { return Promise.resolve(); }
     return fetch(url, {
-      headers: { "Accept": "application/json" },
-      credentials: "same-origin",
+      headers: withLanguage(form, { "Accept": "application/json" }),
+      credentials: isApi(form) ? "omit" : "same-origin",
       cache: "no-store"
     }).then(function (response) {
       return response.ok ? response.json() : null;
     }).then(function (data) {
       if (!data || !data.form_token) { return; }
       setHidden(form, "form_token", data.form_token);
-      if (data.csrf_token) { setHidden(form, "csrfmiddlewaretoken", data.csrf_token); }
+      if (data.csrf_token && !isApi(form)) { setHidden(form, "csrfmiddlewaretoken", data.csrf_token); }
       form._espTokenAt = Date.now();
     }).catch(function () {
       // Offline or blocked: keep the token the server rendered into the page.
@@ -152,7 +187,13 @@
 
     // getAttribute and the prototype's reset: an input named "action" or "reset" would
     // shadow the form's own properties.
-    fetch(form.getAttribute("action") || window.location.href, {
+    var api = isApi(form);
+    fetch(form.getAttribute("action") || window.location.href, api ? {
+      method: "POST",
+      body: jsonBody(form),
+      credentials: "omit",
+      headers: withLanguage(form, { "Accept": "application/json", "Content-Type": "application/json" })
+    } : {
       method: "POST",
       body: new FormData(form),
       credentials: "same-origin",
@@ -208,7 +249,9 @@
     // bubbles would pre-empt them with different wording.
     form.noValidate = true;
     form.addEventListener("submit", onSubmit);
-    refreshToken(form);
+    forms.push(form);
+    // A form built from a fresh schema answer already holds a fresh token.
+    if (!form._espTokenAt) { refreshToken(form); }
   }
 
   function initAll() {
@@ -217,8 +260,8 @@
 
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState !== "visible") { return; }
-    Array.prototype.forEach.call(document.querySelectorAll("form[data-esp-form]"), function (form) {
-      if (form._espReady && form._espTokenAt && Date.now() - form._espTokenAt > REFRESH_AFTER_MS) {
+    forms.forEach(function (form) {
+      if (form._espTokenAt && Date.now() - form._espTokenAt > REFRESH_AFTER_MS) {
         refreshToken(form);
       }
     });
