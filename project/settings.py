@@ -74,8 +74,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 LANGUAGE_CODE = "en-us"
-# The languages visitors can get; esp_forms ships Ukrainian (esp_forms/locale/uk).
-LANGUAGES = [("en", "English"), ("uk", "Українська")]
+# The languages visitors can get; esp_forms ships Ukrainian and Russian (esp_forms/locale/).
+LANGUAGES = [("en", "English"), ("uk", "Українська"), ("ru", "Русский")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

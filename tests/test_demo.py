@@ -119,6 +119,20 @@ def test_home_page_embeds_both_forms_and_links(client, demo_dir):
 
 
 @pytest.mark.django_db
+def test_language_switcher_offers_english_ukrainian_and_russian(client, demo_dir):
+    run_demo_command()
+    page = client.get("/").content.decode()
+    assert '<html lang="en">' in page
+    for code in ("en", "uk", "ru"):
+        assert f'name="language" value="{code}"' in page
+    response = client.post("/i18n/setlang/", {"language": "ru", "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert '<html lang="ru">' in page and ">Подписаться</button>" in page
+    assert 'value="ru" lang="ru" aria-pressed="true"' in page
+
+
+@pytest.mark.django_db
 def test_home_page_without_demo_data_explains_what_to_run(client):
     page = client.get("/").content.decode()
     assert "esp_forms_demo" in page
