@@ -18,8 +18,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 _ids = count(1)
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 40, 10, 12, 30
+# The charts scale to their box's width; at the admin's usual width text stays 12-14 px.
+WIDTH, HEIGHT = 720, 210
+LINE_HEIGHT = 150
+LEFT, RIGHT, TOP, BOTTOM = 40, 10, 12, 28
 
 
 @dataclass
@@ -30,13 +32,14 @@ class Series:
 
 
 def nice_ceiling(value: float) -> int:
-    """The axis maximum: 1, 2, 2.5 or 5 times a power of ten, at least ``value`` (min. 4)."""
+    """The axis maximum: four gridline steps of a round whole number (1, 2, 3, 4, 5, 6 or 8
+    times a power of ten), the smallest reaching ``value``; at least 4."""
     if value <= 4:
         return 4
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return int(math.ceil(step * power))
+    power = 10 ** math.floor(math.log10(value / 4))
+    for step in (1, 2, 3, 4, 5, 6, 8, 10):
+        if 4 * step * power >= value:
+            return int(4 * step * power)
     return int(value)  # not reached
 
 
@@ -44,20 +47,20 @@ def day_label(day: date) -> str:
     return day.strftime("%d.%m")
 
 
-def _svg_open(title: str, desc: str, css_class: str) -> tuple[str, str]:
+def _svg_open(title: str, desc: str, css_class: str, height: int) -> tuple[str, str]:
     uid = f"esp-chart-{next(_ids)}"
     head = format_html(
         '<svg class="{cls}" viewBox="0 0 {w} {h}" width="100%" role="img" '
         'aria-labelledby="{uid}-t {uid}-d" xmlns="http://www.w3.org/2000/svg" '
-        'font-family="system-ui, sans-serif" font-size="11">'
+        'font-family="system-ui, sans-serif" font-size="10">'
         '<title id="{uid}-t">{title}</title><desc id="{uid}-d">{desc}</desc>',
-        cls=css_class, w=WIDTH, h=HEIGHT, uid=uid, title=title, desc=desc)
+        cls=css_class, w=WIDTH, h=height, uid=uid, title=title, desc=desc)
     return uid, head
 
 
-def _y_axis(maximum: float, fmt=lambda v: f"{v:g}") -> list[str]:
+def _y_axis(maximum: float, height: int, fmt=lambda v: f"{v:g}") -> list[str]:
     parts = []
-    plot_h = HEIGHT - TOP - BOTTOM
+    plot_h = height - TOP - BOTTOM
     for i in range(5):
         value = maximum * i / 4
         y = TOP + plot_h - plot_h * i / 4
@@ -69,7 +72,7 @@ def _y_axis(maximum: float, fmt=lambda v: f"{v:g}") -> list[str]:
     return parts
 
 
-def _x_labels(days: Sequence[date], slot: float) -> list[str]:
+def _x_labels(days: Sequence[date], slot: float, height: int) -> list[str]:
     # About eight labels whatever the period, always including the last day.
     every = max(1, math.ceil(len(days) / 8))
     parts = []
@@ -79,7 +82,7 @@ def _x_labels(days: Sequence[date], slot: float) -> list[str]:
         x = LEFT + slot * (i + 0.5)
         parts.append(format_html(
             '<text x="{x}" y="{y}" text-anchor="middle" fill="#4b5563">{label}</text>',
-            x=f"{x:.1f}", y=HEIGHT - BOTTOM + 16, label=day_label(day)))
+            x=f"{x:.1f}", y=height - BOTTOM + 16, label=day_label(day)))
     return parts
 
 
@@ -91,8 +94,8 @@ def stacked_bars(days: Sequence[date], series: Sequence[Series], *, title: str, 
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(1, len(days))
     bar = max(2.0, slot * 0.72)
-    _, head = _svg_open(title, desc, "esp-chart esp-chart--bars")
-    parts = [head, *_y_axis(maximum)]
+    _, head = _svg_open(title, desc, "esp-chart esp-chart--bars", HEIGHT)
+    parts = [head, *_y_axis(maximum, HEIGHT)]
     for i, day in enumerate(days):
         x = LEFT + slot * i + (slot - bar) / 2
         y = TOP + plot_h
@@ -107,7 +110,7 @@ def stacked_bars(days: Sequence[date], series: Sequence[Series], *, title: str, 
                 '<title>{label}</title></rect>',
                 x=f"{x:.1f}", y=f"{y:.1f}", w=f"{bar:.1f}", h=f"{h:.1f}", c=s.colour,
                 label=f"{day_label(day)}: {value:g} {s.label}{unit}"))
-    parts += _x_labels(days, slot)
+    parts += _x_labels(days, slot, HEIGHT)
     parts.append("</svg>")
     return mark_safe("".join(str(p) for p in parts))  # every piece above is escaped
 
@@ -115,10 +118,10 @@ def stacked_bars(days: Sequence[date], series: Sequence[Series], *, title: str, 
 def line(days: Sequence[date], values: Sequence[float | None], *, title: str, desc: str,
          colour: str, label: str) -> SafeString:
     """A 0–100 % line with a dot per day; days without a value break the line."""
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, LINE_HEIGHT - TOP - BOTTOM
     slot = plot_w / max(1, len(days))
-    _, head = _svg_open(title, desc, "esp-chart esp-chart--line")
-    parts = [head, *_y_axis(1.0, fmt=lambda v: f"{v:.0%}")]
+    _, head = _svg_open(title, desc, "esp-chart esp-chart--line", LINE_HEIGHT)
+    parts = [head, *_y_axis(1.0, LINE_HEIGHT, fmt=lambda v: f"{v:.0%}")]
     segment: list[str] = []
     segments: list[list[str]] = [segment]
     dots = []
@@ -138,7 +141,7 @@ def line(days: Sequence[date], values: Sequence[float | None], *, title: str, de
                 '<polyline points="{p}" fill="none" stroke="{c}" stroke-width="2"/>',
                 p=" ".join(points), c=colour))
     parts += dots
-    parts += _x_labels(days, slot)
+    parts += _x_labels(days, slot, LINE_HEIGHT)
     parts.append("</svg>")
     return mark_safe("".join(str(p) for p in parts))  # every piece above is escaped
 
