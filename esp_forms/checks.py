@@ -20,6 +20,9 @@ class Codes:
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    METRICS_WITHOUT_LIBRARY = "esp_forms.E022"
+    BAD_METRICS_ALLOWED_IPS = "esp_forms.E023"
+    METRICS_SINGLE_PROCESS = "esp_forms.W020"
 
 
 class Messages:
@@ -36,6 +39,13 @@ class Messages:
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
     )
     ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+    METRICS_WITHOUT_LIBRARY = (
+        "The metrics endpoint is enabled but prometheus_client is not installed.")
+    BAD_METRICS_ALLOWED_IPS = "ESP_FORMS['METRICS_ALLOWED_IPS'] has entries that are not IP "\
+        "addresses or networks: {bad}"
+    METRICS_SINGLE_PROCESS = (
+        "The metrics endpoint is enabled without PROMETHEUS_MULTIPROC_DIR: provider call and "
+        "rate-limit counters of Celery workers are not visible to it.")
 
 
 class Hints:
@@ -54,6 +64,12 @@ class Hints:
         "running more than one worker process."
     )
     ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+    METRICS_WITHOUT_LIBRARY = "pip install 'esp-forms[metrics]', or unset METRICS_TOKEN and "\
+        "METRICS_ALLOWED_IPS."
+    BAD_METRICS_ALLOWED_IPS = "Use a list such as ['127.0.0.1', '10.0.0.0/8', '::1']."
+    METRICS_SINGLE_PROCESS = (
+        "Set PROMETHEUS_MULTIPROC_DIR to the same empty directory for the web server and the "
+        "workers (see docs/operations.md), or silence this check if they share one process.")
 
 
 @register(Tags.compatibility)
@@ -139,4 +155,34 @@ def check_forms(app_configs=None, databases=None, **kwargs):
             errors.append(Error(Messages.UNISENDER_WITHOUT_LISTS.format(form=form.form_type),
                                 hint=Hints.UNISENDER_WITHOUT_LISTS, obj=form,
                                 id=Codes.UNISENDER_WITHOUT_LISTS))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_metrics(app_configs=None, **kwargs):
+    import ipaddress
+    import os
+
+    from esp_forms import metrics
+
+    allowed = get_setting("METRICS_ALLOWED_IPS") or []
+    errors = []
+    bad = []
+    for entry in [allowed] if isinstance(allowed, str) else allowed:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            bad.append(str(entry))
+    if bad:
+        errors.append(Error(Messages.BAD_METRICS_ALLOWED_IPS.format(bad=", ".join(bad)),
+                            hint=Hints.BAD_METRICS_ALLOWED_IPS,
+                            id=Codes.BAD_METRICS_ALLOWED_IPS))
+    if not (get_setting("METRICS_TOKEN") or allowed):
+        return errors
+    if not metrics.AVAILABLE:
+        errors.append(Error(Messages.METRICS_WITHOUT_LIBRARY, hint=Hints.METRICS_WITHOUT_LIBRARY,
+                            id=Codes.METRICS_WITHOUT_LIBRARY))
+    elif not os.environ.get(metrics.MULTIPROC_ENV):
+        errors.append(Warning(Messages.METRICS_SINGLE_PROCESS, hint=Hints.METRICS_SINGLE_PROCESS,
+                              id=Codes.METRICS_SINGLE_PROCESS))
     return errors
