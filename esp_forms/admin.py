@@ -517,8 +517,8 @@ class SubmissionAdmin(admin.ModelAdmin):
         (_("Double opt-in"), {"fields": ["optin", "confirmation_sent_at", "confirmed_at",
                                          "confirm_ip", "unsubscribed_at", "optin_checked_at",
                                          "next_optin_check_at"]}),
-        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "consent_text",
-                                         "purged_at"]}),
+        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "language",
+                                         "consent_text", "purged_at"]}),
     ]
 
     @property

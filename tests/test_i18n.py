@@ -386,3 +386,27 @@ def test_confirmation_page_in_russian(local_form):
 def test_admin_in_russian(admin_client):
     page = admin_client.get("/admin/esp_forms/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
     assert "Формы подписки на рассылку" in page and "Учётные записи провайдеров" in page
+
+
+def test_confirmation_email_in_the_language_the_visitor_signed_up_in(local_form):
+    import json
+
+    response = Client().post("/api/esp-forms/forms/local-news/submissions/",
+                             json.dumps({"email": "ira@example.com",
+                                         "form_token": token("local-news")}),
+                             content_type="application/json", **RU)
+    assert response.status_code in (200, 201, 202), response.content
+    from esp_forms.models import Submission
+
+    submission = Submission.objects.get(email="ira@example.com")
+    assert submission.language == "ru"
+    # Sent by a worker (no request), or resent by an admin browsing in Ukrainian: Russian.
+    with translation.override("uk"):
+        message = send(submission)
+    assert message.subject == "Подтвердите подписку: Local news"
+    assert message.body.startswith("Здравствуйте!\n\n")
+    assert '<html lang="ru">' in message.alternatives[0][0]
+    # A signup without a language (stored before the app recorded it) gets the site's.
+    Submission.objects.filter(pk=submission.pk).update(language="", confirmation_sent_at=None)
+    submission.refresh_from_db()
+    assert send(submission).subject == "Please confirm your subscription: Local news"
