@@ -141,6 +141,10 @@ ESP_FORMS = {
     # Demo and test convenience: extra settings as JSON, e.g. '{"RETRY_SCHEDULE": [1, 5]}'.
     **json.loads(os.environ.get("ESP_FORMS_JSON", "{}")),
 }
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # `make run` shares one metrics directory between the web server and the worker: the demo
+    # then serves /esp-forms/metrics/ to this machine (docs/operations.md, Metrics).
+    ESP_FORMS.setdefault("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
 
 LOGGING = {
     "version": 1,
