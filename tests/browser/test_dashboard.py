@@ -1,7 +1,7 @@
 """The admin dashboard and the demo's language switcher in a real browser.
 
-The screenshots in docs/img/ come from here: run this module, then copy
-test-artifacts/admin-dashboard.png, admin-dashboard-ru.png and demo-language-ru.png there.
+The dashboard screenshots in docs/img/ come from here: run this module, then copy
+test-artifacts/admin-dashboard.png and admin-dashboard-ru.png there.
 """
 
 from __future__ import annotations
