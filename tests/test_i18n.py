@@ -410,3 +410,10 @@ def test_confirmation_email_in_the_language_the_visitor_signed_up_in(local_form)
     Submission.objects.filter(pk=submission.pk).update(language="", confirmation_sent_at=None)
     submission.refresh_from_db()
     assert send(submission).subject == "Please confirm your subscription: Local news"
+
+
+def test_admin_drag_handle_tooltip_in_russian(admin_client, newsletter):
+    page = admin_client.get(f"/admin/esp_forms/signupform/{newsletter.pk}/change/",
+                            HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert 'data-esp-drag-label="Перетащите, чтобы изменить порядок"' in page
+    assert JS_FILE.with_name("admin.js").read_text().count("data-esp-drag-label") >= 1

@@ -118,6 +118,12 @@ def test_dashboard_in_russian(browser, live_server, demo_site, shot):
     assert "Состояние очереди" in page.content()
     assert page.get_by_role("img", name="Подписки по дням для newsletter").is_visible()
     page.screenshot(path=str(ARTIFACTS / "admin-dashboard-ru.png"))
+    # The form editor's drag handles (added by the admin script) speak Russian too.
+    form = SignupForm.objects.get(form_type="newsletter")
+    page.goto(f"/admin/esp_forms/signupform/{form.pk}/change/")
+    handle = page.locator(".esp-forms-handle").first
+    handle.wait_for()
+    assert handle.get_attribute("title") == "Перетащите, чтобы изменить порядок"
     context.close()
 
 
