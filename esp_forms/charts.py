@@ -3,6 +3,8 @@
 Each chart is an ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` summing it up for
 screen readers, a ``<title>`` on every mark for pointer users, and the numbers beside it in text
 (legends with totals, tables in the template), so no information is carried by colour alone.
+Text and grid lines carry plain colours for a light page and classes a page's stylesheet can
+restyle (the dashboard follows the admin's dark theme that way).
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def _y_axis(maximum: float, height: int, fmt=lambda v: f"{v:g}") -> list[str]:
         value = maximum * i / 4
         y = TOP + plot_h - plot_h * i / 4
         parts.append(format_html(
-            '<line x1="{x1}" x2="{x2}" y1="{y}" y2="{y}" stroke="{c}" stroke-width="1"/>'
+            '<line class="{cls}" x1="{x1}" x2="{x2}" y1="{y}" y2="{y}" stroke="{c}" '
+            'stroke-width="1"/>'
             '<text x="{tx}" y="{ty}" text-anchor="end" fill="#4b5563">{label}</text>',
+            cls="esp-chart__axis" if i == 0 else "esp-chart__grid",
             x1=LEFT, x2=WIDTH - RIGHT, y=f"{y:.1f}", c="#9ca3af" if i == 0 else "#e5e7eb",
             tx=LEFT - 6, ty=f"{y + 4:.1f}", label=fmt(value)))
     return parts
