@@ -5,6 +5,7 @@ transport), so ``make run`` needs no server. ``DATABASE_URL`` and ``CELERY_BROKE
 PostgreSQL and Redis.
 """
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -141,7 +142,7 @@ ESP_FORMS = {
     # Demo and test convenience: extra settings as JSON, e.g. '{"RETRY_SCHEDULE": [1, 5]}'.
     **json.loads(os.environ.get("ESP_FORMS_JSON", "{}")),
 }
-if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and importlib.util.find_spec("prometheus_client"):
     # `make run` shares one metrics directory between the web server and the worker: the demo
     # then serves /esp-forms/metrics/ to this machine (docs/operations.md, Metrics).
     ESP_FORMS.setdefault("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
