@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/esp_forms
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: install run test test-fast test-services browser bench lint clean
+.PHONY: install run test test-fast test-services browser gettext messages bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,13 +24,27 @@ browser:
 	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq chromium; \
 	  else echo "chromium is missing: run 'sudo apt-get install -y chromium' (browser tests will skip)"; fi; }
 
+# The gettext tools (xgettext, msgmerge, msgfmt): `make messages` and the catalog test use them.
+gettext:
+	@command -v msgmerge >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then apt-get update -qq && apt-get install -y -qq gettext; \
+	  else echo "gettext is missing: run 'sudo apt-get install -y gettext'"; fi; }
+
+# Regenerate the app's catalogs from the code and templates, compile them, and list what is
+# left to translate (new or changed strings come out empty or "fuzzy").
+LANGS ?= uk ru
+messages: install gettext
+	cd esp_forms && ../$(BIN)/python ../manage.py makemessages --no-wrap $(addprefix -l ,$(LANGS)) \
+	  && ../$(BIN)/python ../manage.py compilemessages $(addprefix -l ,$(LANGS))
+	$(BIN)/python -m tests.catalog $(LANGS)
+
 run: install
 	PORT=$(PORT) $(BIN)/python -m project.run
 
 # esp_forms.contrib.wagtail needs Wagtail's apps: its tests run with their own settings.
 WAGTAIL_TESTS := tests/wagtail_site --ds=tests.wagtail_site.settings
 
-test: install browser
+test: install browser gettext
 	$(BIN)/python -m pytest -m "not services"
 	$(BIN)/python -m pytest $(WAGTAIL_TESTS)
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \

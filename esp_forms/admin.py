@@ -26,6 +26,7 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from esp_forms import dashboard
 from esp_forms.conf import site_url
 from esp_forms.models import (
     DEFAULT_FIELD_LABELS,
@@ -421,9 +422,28 @@ class SignupFormAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         preview = self.admin_site.admin_view(self.preview_view)
         return [
+            path("dashboard/", self.admin_site.admin_view(self.dashboard_view),
+                 name="esp_forms_dashboard"),
             path("<path:object_id>/preview/", preview, name="esp_forms_signupform_preview"),
             *super().get_urls(),
         ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        submissions = reverse("admin:esp_forms_submission_changelist")
+        urls = {
+            "pending": f"{submissions}?delivery_status__exact=pending",
+            "failed": f"{submissions}?delivery_status__exact=failed",
+            "unconfirmed": f"{submissions}?optin_status__exact=unconfirmed",
+            "accounts": reverse("admin:esp_forms_provideraccount_changelist"),
+        }
+        return TemplateResponse(request, "admin/esp_forms/dashboard.html", {
+            **self.admin_site.each_context(request),
+            "title": _("Signups dashboard"),
+            "opts": self.model._meta,
+            **dashboard.context(request, urls),
+        })
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
@@ -515,8 +535,8 @@ class SubmissionAdmin(admin.ModelAdmin):
         (_("Double opt-in"), {"fields": ["optin", "confirmation_sent_at", "confirmed_at",
                                          "confirm_ip", "unsubscribed_at", "optin_checked_at",
                                          "next_optin_check_at"]}),
-        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "consent_text",
-                                         "purged_at"]}),
+        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "language",
+                                         "consent_text", "purged_at"]}),
     ]
 
     @property

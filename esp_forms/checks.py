@@ -24,6 +24,9 @@ class Codes:
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
     ESPUTNIK_WITHOUT_WEBHOOK_SECRET = "esp_forms.W008"
     ORIGINS_WITHOUT_CORS = "esp_forms.W023"
+    METRICS_WITHOUT_LIBRARY = "esp_forms.E022"
+    BAD_METRICS_ALLOWED_IPS = "esp_forms.E023"
+    METRICS_SINGLE_PROCESS = "esp_forms.W020"
 
 
 class Messages:
@@ -52,6 +55,13 @@ class Messages:
     ORIGINS_WITHOUT_CORS = (
         "Signup form '{form}' allows other origins, but django-cors-headers is not set up, so "
         "browsers there cannot read the API's answers (the embed script shows nothing).")
+    METRICS_WITHOUT_LIBRARY = (
+        "The metrics endpoint is enabled but prometheus_client is not installed.")
+    BAD_METRICS_ALLOWED_IPS = "ESP_FORMS['METRICS_ALLOWED_IPS'] has entries that are not IP "\
+        "addresses or networks: {bad}"
+    METRICS_SINGLE_PROCESS = (
+        "The metrics endpoint is enabled without PROMETHEUS_MULTIPROC_DIR: provider call and "
+        "rate-limit counters of Celery workers are not visible to it.")
 
 
 class Hints:
@@ -80,6 +90,12 @@ class Hints:
     ORIGINS_WITHOUT_CORS = (
         "Add 'corsheaders' to INSTALLED_APPS and 'corsheaders.middleware.CorsMiddleware' to "
         "MIDDLEWARE above CommonMiddleware (docs/embedding.md, CORS).")
+    METRICS_WITHOUT_LIBRARY = "pip install 'esp-forms[metrics]', or unset METRICS_TOKEN and "\
+        "METRICS_ALLOWED_IPS."
+    BAD_METRICS_ALLOWED_IPS = "Use a list such as ['127.0.0.1', '10.0.0.0/8', '::1']."
+    METRICS_SINGLE_PROCESS = (
+        "Set PROMETHEUS_MULTIPROC_DIR to the same empty directory for the web server and the "
+        "workers (see docs/operations.md), or silence this check if they share one process.")
 
 
 @register(Tags.compatibility)
@@ -202,3 +218,31 @@ def check_embedding(app_configs=None, databases=None, **kwargs):
     return [Warning(Messages.ORIGINS_WITHOUT_CORS.format(form=form.form_type),
                     hint=Hints.ORIGINS_WITHOUT_CORS, obj=form, id=Codes.ORIGINS_WITHOUT_CORS)
             for form in forms if form.origin_values]
+@register(Tags.compatibility)
+def check_metrics(app_configs=None, **kwargs):
+    import ipaddress
+    import os
+
+    from esp_forms import metrics
+
+    allowed = get_setting("METRICS_ALLOWED_IPS") or []
+    errors = []
+    bad = []
+    for entry in [allowed] if isinstance(allowed, str) else allowed:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            bad.append(str(entry))
+    if bad:
+        errors.append(Error(Messages.BAD_METRICS_ALLOWED_IPS.format(bad=", ".join(bad)),
+                            hint=Hints.BAD_METRICS_ALLOWED_IPS,
+                            id=Codes.BAD_METRICS_ALLOWED_IPS))
+    if not (get_setting("METRICS_TOKEN") or allowed):
+        return errors
+    if not metrics.AVAILABLE:
+        errors.append(Error(Messages.METRICS_WITHOUT_LIBRARY, hint=Hints.METRICS_WITHOUT_LIBRARY,
+                            id=Codes.METRICS_WITHOUT_LIBRARY))
+    elif not os.environ.get(metrics.MULTIPROC_ENV):
+        errors.append(Warning(Messages.METRICS_SINGLE_PROCESS, hint=Hints.METRICS_SINGLE_PROCESS,
+                              id=Codes.METRICS_SINGLE_PROCESS))
+    return errors

@@ -86,6 +86,11 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_INTERVAL": 3600,
     # Celery queue for the app's tasks; None: the default queue.
     "CELERY_QUEUE": None,
+    # --- metrics (GET /esp-forms/metrics/, Prometheus text) ------------------------------
+    # Off while both are empty. A scrape needs "Authorization: Bearer <METRICS_TOKEN>" or a
+    # client IP inside one of METRICS_ALLOWED_IPS (addresses or networks, e.g. "10.0.0.0/8").
+    "METRICS_TOKEN": None,
+    "METRICS_ALLOWED_IPS": [],
 }
 
 

@@ -394,6 +394,9 @@ class Submission(models.Model):
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"), blank=True)
+    # The language the visitor read the form in (Django's active language at signup): the
+    # confirmation email is written in it, whoever sends it. Blank: the site's LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=15, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)

@@ -241,8 +241,9 @@ def send_confirmation_locked(submission: Submission) -> str:
         return select_template([f"esp_forms/email/{form.form_type}/{name}",
                                 f"esp_forms/email/{name}"]).render(context)
 
-    # In the site's language (LANGUAGE_CODE), whoever sends it: a worker, or an admin's resend.
-    with translation.override(settings.LANGUAGE_CODE):
+    # In the language the visitor signed up in (else the site's LANGUAGE_CODE), whoever sends
+    # it: a worker, or an admin browsing in another language who resends it.
+    with translation.override(submission.language or settings.LANGUAGE_CODE):
         message = EmailMultiAlternatives(
             subject=" ".join(render("confirm_subject.txt").split()),
             body=render("confirm_body.txt"),

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.http import HttpRequest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from esp_forms import delivery, spam
 from esp_forms.client_ip import get_client_ip
@@ -105,6 +105,7 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
             delivery_status=DeliveryStatus.PENDING, optin_status=initial_optin_status(form),
             next_attempt_at=now, ip=ip, user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
             consent_text=form.consent_text, created_at=now,
+            language=(translation.get_language() or "")[:15],
         )
         delivery.log_event(submission, EventKind.CREATED, "Submission stored.")
         delivery.submission_stored(submission, created=True)

@@ -5,6 +5,7 @@ transport), so ``make run`` needs no server. ``DATABASE_URL`` and ``CELERY_BROKE
 PostgreSQL and Redis.
 """
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -74,8 +75,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 LANGUAGE_CODE = "en-us"
-# The languages visitors can get; esp_forms ships Ukrainian (esp_forms/locale/uk).
-LANGUAGES = [("en", "English"), ("uk", "Українська")]
+# The languages visitors can get; esp_forms ships Ukrainian and Russian (esp_forms/locale/).
+LANGUAGES = [("en", "English"), ("uk", "Українська"), ("ru", "Русский")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -142,6 +143,10 @@ ESP_FORMS = {
     # Demo and test convenience: extra settings as JSON, e.g. '{"RETRY_SCHEDULE": [1, 5]}'.
     **json.loads(os.environ.get("ESP_FORMS_JSON", "{}")),
 }
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and importlib.util.find_spec("prometheus_client"):
+    # `make run` shares one metrics directory between the web server and the worker: the demo
+    # then serves /esp-forms/metrics/ to this machine (docs/operations.md, Metrics).
+    ESP_FORMS.setdefault("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
 
 LOGGING = {
     "version": 1,

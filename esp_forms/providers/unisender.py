@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils import timezone
 
-from esp_forms import __version__
+from esp_forms import __version__, metrics
 from esp_forms.exceptions import (
     EspFormsError,
     PermanentProviderError,
@@ -267,6 +267,7 @@ class UniSenderProvider(BaseProvider):
     def raise_for_api_error(self, response: ProviderResponse) -> None:
         error = self.api_error(response)
         if error is not None:
+            metrics.count_provider_error(self.name, error)
             raise error
 
     def parse_subscribe_response(self, submission: Submission, response: ProviderResponse,
