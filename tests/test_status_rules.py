@@ -92,7 +92,7 @@ def test_migration_maps_old_languages():
 
     from django.apps import apps
 
-    migration = import_module("esp_forms.migrations.0002_i8_provider_truth")
+    migration = import_module("esp_forms.migrations.0002_provider_truth")
     ProviderAccount.objects.create(name="A", provider="unisender", api_key="k", api_language="uk")
     ProviderAccount.objects.create(name="B", provider="unisender", api_key="k", api_language="de")
     ProviderAccount.objects.create(name="C", provider="unisender", api_key="k", api_language="ru")
