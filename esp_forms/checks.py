@@ -20,6 +20,8 @@ class Codes:
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    LOCAL_THROTTLE_CACHE = "esp_forms.W005"
+    DUMMY_THROTTLE_CACHE = "esp_forms.W006"
 
 
 class Messages:
@@ -36,6 +38,12 @@ class Messages:
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
     )
     ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+    LOCAL_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which is "
+        "local to each process ({backend}): with several web processes each counts alone.")
+    DUMMY_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which "
+        "stores nothing ({backend}): no client is ever throttled.")
 
 
 class Hints:
@@ -54,6 +62,12 @@ class Hints:
         "running more than one worker process."
     )
     ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+    LOCAL_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a cache every process shares (Redis, Memcached, the "
+        "database), or silence esp_forms.W005 if the site runs in one process.")
+    DUMMY_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a real shared cache, or set ESP_FORMS['SUBMIT_THROTTLE'] "
+        "to None to turn the throttle off on purpose.")
 
 
 @register(Tags.compatibility)
@@ -140,3 +154,30 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                                 hint=Hints.UNISENDER_WITHOUT_LISTS, obj=form,
                                 id=Codes.UNISENDER_WITHOUT_LISTS))
     return errors
+
+
+# Cache backends that cannot throttle across processes: counting alone, or not at all.
+_PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+_DUMMY_CACHES = ("django.core.cache.backends.dummy.DummyCache",)
+
+
+@register(Tags.caches)
+def check_throttle_cache(app_configs=None, **kwargs):
+    """The submit throttle counts in Django's default cache (DRF's SimpleRateThrottle).
+
+    Under DEBUG (runserver, one process) a local cache is fine; a deployed site runs several
+    processes, where a per-process cache lets each allow the full rate.
+    """
+    from django.core.cache import DEFAULT_CACHE_ALIAS
+
+    if settings.DEBUG or not get_setting("SUBMIT_THROTTLE"):
+        return []
+    backend = (settings.CACHES.get(DEFAULT_CACHE_ALIAS) or {}).get("BACKEND", "")
+    args = {"alias": DEFAULT_CACHE_ALIAS, "backend": backend}
+    if backend in _PER_PROCESS_CACHES:
+        return [Warning(Messages.LOCAL_THROTTLE_CACHE.format(**args),
+                        hint=Hints.LOCAL_THROTTLE_CACHE, id=Codes.LOCAL_THROTTLE_CACHE)]
+    if backend in _DUMMY_CACHES:
+        return [Warning(Messages.DUMMY_THROTTLE_CACHE.format(**args),
+                        hint=Hints.DUMMY_THROTTLE_CACHE, id=Codes.DUMMY_THROTTLE_CACHE)]
+    return []

@@ -4,7 +4,14 @@ import pytest
 from django.core.checks import Error, Warning
 from django.test import override_settings
 
-from esp_forms.checks import Codes, Hints, Messages, check_forms, check_settings
+from esp_forms.checks import (
+    Codes,
+    Hints,
+    Messages,
+    check_forms,
+    check_settings,
+    check_throttle_cache,
+)
 from esp_forms.models import FormField, ProviderAccount
 from tests.conftest import make_form
 
@@ -58,3 +65,38 @@ def test_database_checks(sandbox_account):
                  hint=Hints.MISSING_EMAIL_FIELD, obj=no_email,
                  id=Codes.MISSING_EMAIL_FIELD) in result
     assert check_forms(databases=None) == []
+
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+DUMMY = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+REDIS = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                     "LOCATION": "redis://127.0.0.1:6379/0"}}
+
+
+def test_a_per_process_throttle_cache_warns_outside_debug():
+    with override_settings(DEBUG=False, CACHES=LOCMEM):
+        assert check_throttle_cache() == [Warning(
+            Messages.LOCAL_THROTTLE_CACHE.format(
+                alias="default", backend="django.core.cache.backends.locmem.LocMemCache"),
+            hint=Hints.LOCAL_THROTTLE_CACHE, id=Codes.LOCAL_THROTTLE_CACHE)]
+    with override_settings(DEBUG=False, CACHES=DUMMY):
+        assert ids(check_throttle_cache()) == [Codes.DUMMY_THROTTLE_CACHE]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"DEBUG": True, "CACHES": LOCMEM},  # runserver: one process
+    {"DEBUG": False, "CACHES": REDIS},  # shared
+    {"DEBUG": False, "CACHES": LOCMEM, "ESP_FORMS": {"SUBMIT_THROTTLE": None}},  # no throttle
+])
+def test_no_throttle_cache_warning(overrides):
+    with override_settings(**overrides):
+        assert check_throttle_cache() == []
+
+
+def test_the_throttle_cache_check_runs_with_manage_py_check():
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with override_settings(DEBUG=False, CACHES=DUMMY), pytest.raises(SystemCheckError) as err:
+        call_command("check", "--fail-level", "WARNING")
+    assert "esp_forms.W006" in str(err.value)
