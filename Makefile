@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/esp_forms
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: install run test test-fast test-services browser bench lint clean
+.PHONY: install run test test-fast test-services test-readme browser bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,12 +28,14 @@ run: install
 	PORT=$(PORT) $(BIN)/python -m project.run
 
 test: install browser
-	$(BIN)/python -m pytest -m "not services"
+	$(BIN)/python -m pytest -m "not services and not readme"
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest -m services tests/services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest -m readme tests/readme
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not services and not browser" -q
+	$(BIN)/python -m pytest -m "not services and not browser and not readme" -q
 
 bench: install
 	$(BIN)/python bench/emulator_throughput.py
