@@ -24,6 +24,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django.utils.timezone import localdate, localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -413,7 +414,8 @@ class SignupFormAdmin(admin.ModelAdmin):
                     "days": SPAM_SUMMARY_DAYS, "counts": ", ".join(parts)} if parts
                 else _("Nothing in the last %(days)s days.") % {"days": SPAM_SUMMARY_DAYS})
         return format_html(
-            '<p>{} <a href="{}">{}</a></p><p class="help">{}</p>', text, url, _("Spam counts"),
+            '<p>{} <a href="{}">{}</a></p><p class="help">{}</p>', text, url,
+            capfirst(SpamCount._meta.verbose_name_plural),
             _("Submissions caught by the honeypot or the form token (missing, forged, too old, "
               "or sent sooner than MIN_FILL_SECONDS after it was issued) are answered like a "
               "success but not stored, and each is logged at INFO by esp_forms.spam."))

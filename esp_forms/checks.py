@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
@@ -22,6 +24,7 @@ class Codes:
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
     LOCAL_THROTTLE_CACHE = "esp_forms.W005"
     DUMMY_THROTTLE_CACHE = "esp_forms.W006"
+    SITE_URL_NOT_SERVED = "esp_forms.W007"
 
 
 class Messages:
@@ -44,6 +47,10 @@ class Messages:
     DUMMY_THROTTLE_CACHE = (
         "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which "
         "stores nothing ({backend}): no client is ever throttled.")
+    SITE_URL_NOT_SERVED = (
+        "ESP_FORMS['SITE_URL'] is '{url}', but this site does not answer to '{host}' "
+        "(ALLOWED_HOSTS): confirmation emails, the admin's embed links and the webhook URLs "
+        "built from it point elsewhere.")
 
 
 class Hints:
@@ -68,6 +75,9 @@ class Hints:
     DUMMY_THROTTLE_CACHE = (
         "Point CACHES['default'] at a real shared cache, or set ESP_FORMS['SUBMIT_THROTTLE'] "
         "to None to turn the throttle off on purpose.")
+    SITE_URL_NOT_SERVED = (
+        "Set SITE_URL to the address visitors and providers reach this site at (locally e.g. "
+        "http://127.0.0.1:8000), or add its host to ALLOWED_HOSTS.")
 
 
 @register(Tags.compatibility)
@@ -181,3 +191,23 @@ def check_throttle_cache(app_configs=None, **kwargs):
         return [Warning(Messages.DUMMY_THROTTLE_CACHE.format(**args),
                         hint=Hints.DUMMY_THROTTLE_CACHE, id=Codes.DUMMY_THROTTLE_CACHE)]
     return []
+
+
+@register(Tags.compatibility)
+def check_site_url(app_configs=None, **kwargs):
+    """SITE_URL is the base of every link built without a request; a copied example (or a
+    stale host) sends visitors and providers somewhere else, and nothing else would say so."""
+    from django.http.request import split_domain_port, validate_host
+
+    configured = get_setting("SITE_URL")
+    if not configured:
+        return []  # derived from ALLOWED_HOSTS, so it agrees by construction
+    parts = urlsplit(str(configured))
+    domain, _port = split_domain_port(parts.netloc.rpartition("@")[2])
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django itself accepts then
+    if parts.scheme in ("http", "https") and domain and validate_host(domain, allowed):
+        return []
+    return [Warning(Messages.SITE_URL_NOT_SERVED.format(url=configured, host=domain or "?"),
+                    hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]

@@ -10,6 +10,7 @@ from esp_forms.checks import (
     Messages,
     check_forms,
     check_settings,
+    check_site_url,
     check_throttle_cache,
 )
 from esp_forms.models import FormField, ProviderAccount
@@ -100,3 +101,32 @@ def test_the_throttle_cache_check_runs_with_manage_py_check():
     with override_settings(DEBUG=False, CACHES=DUMMY), pytest.raises(SystemCheckError) as err:
         call_command("check", "--fail-level", "WARNING")
     assert "esp_forms.W006" in str(err.value)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"ESP_FORMS": {"SITE_URL": "https://www.example.com"}, "ALLOWED_HOSTS": ["www.example.com"]},
+    {"ESP_FORMS": {"SITE_URL": "https://shop.example.com/"}, "ALLOWED_HOSTS": [".example.com"]},
+    {"ESP_FORMS": {"SITE_URL": "http://127.0.0.1:8000"}, "ALLOWED_HOSTS": [], "DEBUG": True},
+    {"ESP_FORMS": {"SITE_URL": "https://anything.test"}, "ALLOWED_HOSTS": ["*"]},
+    {"ESP_FORMS": {"SITE_URL": None}, "ALLOWED_HOSTS": []},  # derived from ALLOWED_HOSTS
+])
+def test_site_url_served_by_this_site(overrides):
+    with override_settings(**overrides):
+        assert check_site_url() == []
+
+
+@pytest.mark.parametrize(("overrides", "host"), [
+    # The README's example kept on a local project: links would point at example.com.
+    ({"ESP_FORMS": {"SITE_URL": "https://www.example.com"}, "ALLOWED_HOSTS": [],
+      "DEBUG": True}, "www.example.com"),
+    ({"ESP_FORMS": {"SITE_URL": "http://127.0.0.1:8000"}, "ALLOWED_HOSTS": ["shop.example.com"],
+      "DEBUG": False}, "127.0.0.1"),
+    ({"ESP_FORMS": {"SITE_URL": "shop.example.com"}, "ALLOWED_HOSTS": ["shop.example.com"]},
+     "?"),
+])
+def test_site_url_elsewhere_warns(overrides, host):
+    with override_settings(**overrides):
+        assert check_site_url() == [Warning(
+            Messages.SITE_URL_NOT_SERVED.format(url=overrides["ESP_FORMS"]["SITE_URL"],
+                                                host=host),
+            hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]

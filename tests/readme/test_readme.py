@@ -276,7 +276,8 @@ FormField.objects.create(form=form, name="first_name", label="First name", kind=
     # As the README's settings stand (startproject's DEBUG = True), then as deployed: the
     # esp_forms checks that only speak outside DEBUG (the throttle's cache) run too.
     (site.directory / PROJECT / "settings_deployed.py").write_text(
-        "from .settings import *  # noqa\nDEBUG = False\nALLOWED_HOSTS = ['www.example.com']\n")
+        "from .settings import *  # noqa\nDEBUG = False\nALLOWED_HOSTS = ['www.example.com']\n"
+        "ESP_FORMS['SITE_URL'] = 'https://www.example.com'\n")
     for extra in ([], ["--settings", f"{PROJECT}.settings_deployed"]):
         deploy = site.run(["python", "manage.py", "check", "--deploy", "--database", "default",
                            *extra], ok=False)
