@@ -37,6 +37,11 @@ test: install browser
 test-fast: install
 	$(BIN)/python -m pytest -m "not services and not browser and not readme" -q
 
+# The README's "Add it to your site" in a fresh venv and project (PostgreSQL and Redis).
+test-readme: install
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest -m readme tests/readme
+
 bench: install
 	$(BIN)/python bench/emulator_throughput.py
 	$(BIN)/python bench/rate_limiter.py
