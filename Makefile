@@ -8,7 +8,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/esp_forms
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
 
-.PHONY: install run test test-fast test-services browser gettext messages bench lint clean
+.PHONY: install run test test-fast test-services test-readme browser gettext messages bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,14 +45,21 @@ run: install
 WAGTAIL_TESTS := tests/wagtail_site --ds=tests.wagtail_site.settings
 
 test: install browser gettext
-	$(BIN)/python -m pytest -m "not services"
+	$(BIN)/python -m pytest -m "not services and not readme"
 	$(BIN)/python -m pytest $(WAGTAIL_TESTS)
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(BIN)/python -m pytest -m services tests/services
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest -m readme tests/readme
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not services and not browser" -q
+	$(BIN)/python -m pytest -m "not services and not browser and not readme" -q
 	$(BIN)/python -m pytest $(WAGTAIL_TESTS) -m "not browser" -q
+
+# The README's "Add it to your site" in a fresh venv and project (PostgreSQL and Redis).
+test-readme: install
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
+	  $(BIN)/python -m pytest -m readme tests/readme
 
 bench: install
 	$(BIN)/python bench/emulator_throughput.py

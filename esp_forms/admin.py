@@ -7,13 +7,14 @@ retry, poll and resend, but never edit what a person typed or add a submission b
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Case, Count, F, FloatField, Q, QuerySet, When
+from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Sum, When
 from django.db.models.functions import Cast
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,7 +23,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.timezone import localtime
+from django.utils.text import capfirst
+from django.utils.timezone import localdate, localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -44,6 +46,8 @@ from esp_forms.models import (
 )
 from esp_forms.views.signup import render_signup_form
 
+# The form page sums its spam counts over this many days (today included).
+SPAM_SUMMARY_DAYS = 7
 ADMIN_MEDIA = forms.Media(css={"all": ["esp_forms/admin.css"]}, js=["esp_forms/admin.js"])
 
 
@@ -306,7 +310,8 @@ class SignupFormAdmin(admin.ModelAdmin):
     # No filter sidebar: sites have a handful of forms, and the eleven columns need the width.
     list_select_related = ["account"]
     search_fields = ["form_type", "title", "account__name"]
-    readonly_fields = ["provider_note", "overwrite_warning", "embed_snippet", "preview"]
+    readonly_fields = ["provider_note", "overwrite_warning", "embed_snippet", "spam_summary",
+                       "preview"]
 
     n_pending = _count_column("n_pending", _("pending"), "delivery_status__exact=pending")
     n_delivered = _count_column("n_delivered", _("delivered"),
@@ -341,7 +346,8 @@ class SignupFormAdmin(admin.ModelAdmin):
         ]
         if obj is not None:
             # Both need the saved form_type: the snippet names it and the preview renders it.
-            fieldsets[-1][1]["fields"] = ["embed_snippet", "preview", "allowed_origins"]
+            fieldsets[-1][1]["fields"] = ["embed_snippet", "spam_summary", "preview",
+                                          "allowed_origins"]
         return fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SignupForm]:
@@ -368,14 +374,19 @@ class SignupFormAdmin(admin.ModelAdmin):
         if obj is None or not obj.pk:
             return format_html("<p>{}</p>", _(
                 "Options marked eSputnik or UniSender apply only to forms whose account uses "
-                "that provider; the others are ignored (and refused when set)."))
+                "that provider. Leave the other provider's options at their defaults: saving "
+                "refuses UniSender tags or overwrite mode, or an eSputnik formType, on a form "
+                "of another provider."))
         account = obj.account
         if account.provider == Provider.SANDBOX:
-            text = _("This form delivers to %(account)s, the offline sandbox: the eSputnik and "
-                     "UniSender options below are ignored.")
+            text = _("This form delivers to %(account)s, the offline sandbox: it uses none of "
+                     "the eSputnik and UniSender options below; leave them at their defaults "
+                     "(saving refuses UniSender tags or overwrite mode, or an eSputnik formType).")
         else:
             text = _("This form delivers to %(account)s: the %(provider)s options below "
-                     "apply, the others are ignored.")
+                     "apply. It uses none of the other provider's options; leave them at their "
+                     "defaults (saving refuses UniSender tags or overwrite mode, or an eSputnik "
+                     "formType, on a form of another provider).")
         parts = [format_html("<p>{}</p>", text % {
             "account": account.name, "provider": account.get_provider_display()})]
         if not account.is_active:
@@ -406,6 +417,26 @@ class SignupFormAdmin(admin.ModelAdmin):
         ]
         return format_html('<dl class="esp-forms-copy-list">{}</dl>', format_html_join(
             "", "<dt>{}</dt><dd>{}</dd>", ((label, _copyable(text)) for label, text in rows)))
+
+    @admin.display(description=_("dropped as spam"))
+    def spam_summary(self, obj: SignupForm) -> SafeString:
+        """Spam is answered like a success and never stored: this is where it shows."""
+        since = localdate() - timedelta(days=SPAM_SUMMARY_DAYS - 1)
+        rows = (SpamCount.objects.filter(form=obj, day__gte=since).values("reason")
+                .annotate(total=Sum("count")).order_by("-total", "reason"))
+        labels = dict(SpamCount.Reason.choices)
+        parts = [f"{labels.get(row['reason'], row['reason'])}: {row['total']}" for row in rows]
+        url = reverse("admin:esp_forms_spamcount_changelist") + "?" + urlencode(
+            {"form__id__exact": obj.pk})
+        text = (_("In the last %(days)s days: %(counts)s.") % {
+                    "days": SPAM_SUMMARY_DAYS, "counts": ", ".join(parts)} if parts
+                else _("Nothing in the last %(days)s days.") % {"days": SPAM_SUMMARY_DAYS})
+        return format_html(
+            '<p>{} <a href="{}">{}</a></p><p class="help">{}</p>', text, url,
+            capfirst(SpamCount._meta.verbose_name_plural),
+            _("Submissions caught by the honeypot or the form token (missing, forged, too old, "
+              "or sent sooner than MIN_FILL_SECONDS after it was issued) are answered like a "
+              "success but not stored, and each is logged at INFO by esp_forms.spam."))
 
     @admin.display(description=_("live preview"))
     def preview(self, obj: SignupForm) -> SafeString:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
@@ -27,6 +29,9 @@ class Codes:
     METRICS_WITHOUT_LIBRARY = "esp_forms.E022"
     BAD_METRICS_ALLOWED_IPS = "esp_forms.E023"
     METRICS_SINGLE_PROCESS = "esp_forms.W020"
+    LOCAL_THROTTLE_CACHE = "esp_forms.W005"
+    DUMMY_THROTTLE_CACHE = "esp_forms.W006"
+    SITE_URL_NOT_SERVED = "esp_forms.W007"
 
 
 class Messages:
@@ -62,6 +67,16 @@ class Messages:
     METRICS_SINGLE_PROCESS = (
         "The metrics endpoint is enabled without PROMETHEUS_MULTIPROC_DIR: provider call and "
         "rate-limit counters of Celery workers are not visible to it.")
+    LOCAL_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which is "
+        "local to each process ({backend}): with several web processes each counts alone.")
+    DUMMY_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which "
+        "stores nothing ({backend}): no client is ever throttled.")
+    SITE_URL_NOT_SERVED = (
+        "ESP_FORMS['SITE_URL'] is '{url}', but this site does not answer to '{host}' "
+        "(ALLOWED_HOSTS): confirmation emails, the admin's embed links and the webhook URLs "
+        "built from it point elsewhere.")
 
 
 class Hints:
@@ -96,6 +111,15 @@ class Hints:
     METRICS_SINGLE_PROCESS = (
         "Set PROMETHEUS_MULTIPROC_DIR to the same empty directory for the web server and the "
         "workers (see docs/operations.md), or silence this check if they share one process.")
+    LOCAL_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a cache every process shares (Redis, Memcached, the "
+        "database), or silence esp_forms.W005 if the site runs in one process.")
+    DUMMY_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a real shared cache, or set ESP_FORMS['SUBMIT_THROTTLE'] "
+        "to None to turn the throttle off on purpose.")
+    SITE_URL_NOT_SERVED = (
+        "Set SITE_URL to the address visitors and providers reach this site at (locally e.g. "
+        "http://127.0.0.1:8000), or add its host to ALLOWED_HOSTS.")
 
 
 @register(Tags.compatibility)
@@ -246,3 +270,44 @@ def check_metrics(app_configs=None, **kwargs):
         errors.append(Warning(Messages.METRICS_SINGLE_PROCESS, hint=Hints.METRICS_SINGLE_PROCESS,
                               id=Codes.METRICS_SINGLE_PROCESS))
     return errors
+# Cache backends that cannot throttle across processes: counting alone, or not at all.
+_PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+_DUMMY_CACHES = ("django.core.cache.backends.dummy.DummyCache",)
+
+
+@register(Tags.caches)
+def check_throttle_cache(app_configs=None, **kwargs):
+    """The submit throttle counts in Django's default cache (DRF's SimpleRateThrottle).
+
+    Under DEBUG (runserver, one process) a local cache is fine; a deployed site runs several
+    processes, where a per-process cache lets each allow the full rate.
+    """
+    from django.core.cache import DEFAULT_CACHE_ALIAS
+
+    if settings.DEBUG or not get_setting("SUBMIT_THROTTLE"):
+    backend = (settings.CACHES.get(DEFAULT_CACHE_ALIAS) or {}).get("BACKEND", "")
+    args = {"alias": DEFAULT_CACHE_ALIAS, "backend": backend}
+    if backend in _PER_PROCESS_CACHES:
+        return [Warning(Messages.LOCAL_THROTTLE_CACHE.format(**args),
+                        hint=Hints.LOCAL_THROTTLE_CACHE, id=Codes.LOCAL_THROTTLE_CACHE)]
+    if backend in _DUMMY_CACHES:
+        return [Warning(Messages.DUMMY_THROTTLE_CACHE.format(**args),
+                        hint=Hints.DUMMY_THROTTLE_CACHE, id=Codes.DUMMY_THROTTLE_CACHE)]
+
+
+def check_site_url(app_configs=None, **kwargs):
+    """SITE_URL is the base of every link built without a request; a copied example (or a
+    stale host) sends visitors and providers somewhere else, and nothing else would say so."""
+    from django.http.request import split_domain_port, validate_host
+
+    configured = get_setting("SITE_URL")
+    if not configured:
+        return []  # derived from ALLOWED_HOSTS, so it agrees by construction
+    parts = urlsplit(str(configured))
+    domain, _port = split_domain_port(parts.netloc.rpartition("@")[2])
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django itself accepts then
+    if parts.scheme in ("http", "https") and domain and validate_host(domain, allowed):
+    return [Warning(Messages.SITE_URL_NOT_SERVED.format(url=configured, host=domain or "?"),
+                    hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]

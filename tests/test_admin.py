@@ -375,6 +375,39 @@ def test_spam_counts_and_sandbox_contacts_are_read_only(admin_client, newsletter
     assert 'name="_save"' not in page
 
 
+def test_form_page_shows_what_was_dropped_as_spam(admin_client, newsletter):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    SpamCount.objects.create(form=newsletter, reason="too_fast", count=4)
+    SpamCount.objects.create(form=newsletter, reason="too_fast", count=1,
+                             day=today - timedelta(days=6))
+    SpamCount.objects.create(form=newsletter, reason="honeypot", count=2)
+    SpamCount.objects.create(form=newsletter, reason="bad_token", count=9,
+                             day=today - timedelta(days=7))  # older than the summary
+    url = reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])
+    page = admin_client.get(url).content.decode()
+    assert "In the last 7 days: Submitted too fast: 5, Honeypot field filled: 2." in page
+    listing = reverse("admin:esp_forms_spamcount_changelist") + f"?form__id__exact={newsletter.pk}"
+    assert f'href="{listing}"' in page
+    assert admin_client.get(listing).status_code == 200
+    SpamCount.objects.all().delete()
+    assert "Nothing in the last 7 days." in admin_client.get(url).content.decode()
+
+
+def test_provider_note_says_what_happens_to_other_providers_options(admin_client, newsletter):
+    add_page = admin_client.get(reverse("admin:esp_forms_signupform_add")).content.decode()
+    assert "ignored (and refused" not in add_page
+    assert ("Leave the other provider&#x27;s options at their defaults: saving refuses UniSender "
+            "tags or overwrite mode, or an eSputnik formType, on a form of another provider."
+            ) in add_page
+    page = admin_client.get(
+        reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])).content.decode()
+    assert "the offline sandbox: it uses none of the eSputnik and UniSender options" in page
+
+
 def test_forms_can_still_be_deleted_from_the_annotated_list(admin_client, sandbox_account):
     form = make_form(sandbox_account, "gone")
     response = admin_client.post(reverse("admin:esp_forms_signupform_changelist"), {

@@ -26,6 +26,7 @@ import requests
 
 from esp_forms.emulator import EmulatorServer
 from esp_forms.emulator.demo import (
+    DEMO_ESPUTNIK_CONFIRMED_GROUP,
     DEMO_ESPUTNIK_GROUP,
     DEMO_ESPUTNIK_KEY,
     DEMO_UNISENDER_KEY,
@@ -1035,7 +1036,7 @@ def test_demo_seed(emulator, http):
                  **{"fields[email]": "other@example.com"})
     assert refused["code"] == "unspecified"
     groups = es(emulator, http, "GET", "/groups", key=DEMO_ESPUTNIK_KEY).json()
-    assert [g["name"] for g in groups] == [DEMO_ESPUTNIK_GROUP]
+    assert [g["name"] for g in groups] == [DEMO_ESPUTNIK_GROUP, DEMO_ESPUTNIK_CONFIRMED_GROUP]
 
 
 def test_management_command_serves_until_ctrl_c(tmp_path):
@@ -1053,7 +1054,8 @@ def test_management_command_serves_until_ctrl_c(tmp_path):
         assert url, "the command printed no URL"
         response = requests.get(url + "/api/v1/groups", auth=("", DEMO_ESPUTNIK_KEY),
                                 timeout=TIMEOUT)
-        assert [g["name"] for g in response.json()] == [DEMO_ESPUTNIK_GROUP]
+        assert [g["name"] for g in response.json()] == [DEMO_ESPUTNIK_GROUP,
+                                                         DEMO_ESPUTNIK_CONFIRMED_GROUP]
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     finally:

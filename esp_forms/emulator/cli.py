@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 
 from esp_forms.emulator.demo import (
+    DEMO_ESPUTNIK_CONFIRMED_GROUP,
     DEMO_ESPUTNIK_GROUP,
     DEMO_ESPUTNIK_KEY,
     DEMO_UNISENDER_KEY,
@@ -46,7 +47,8 @@ def run(host: str, port: int, *, demo: bool = False, latency: float = 0.0, quiet
     if demo:
         seed_demo(server)
         # Demo keys are public constants from esp_forms.emulator.demo, not secrets.
-        write(f"  demo eSputnik key {DEMO_ESPUTNIK_KEY!r}, group {DEMO_ESPUTNIK_GROUP!r}")
+        write(f"  demo eSputnik key {DEMO_ESPUTNIK_KEY!r}, group {DEMO_ESPUTNIK_GROUP!r}, "
+              f"segment {DEMO_ESPUTNIK_CONFIRMED_GROUP!r}")
         write(f"  demo UniSender key {DEMO_UNISENDER_KEY!r}, list {DEMO_UNISENDER_LIST_ID}")
     if latency:
         write(f"  latency: {latency:g} s per provider request")

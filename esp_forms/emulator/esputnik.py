@@ -1,4 +1,4 @@
-"""eSputnik REST API v1 as documented in ``shared/providers/ESPUTNIK.md``: the parts the app uses.
+"""eSputnik REST API v1, the parts the app uses (``docs/providers/esputnik.md``, sources).
 
 Served under ``/api/v1/``. HTTP Basic auth (any user name, the API key as password), JSON bodies,
 errors as 4xx with a JSON ``message``. Contacts, groups and the emulator-only confirmation state

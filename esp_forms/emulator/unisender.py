@@ -1,4 +1,4 @@
-"""UniSender's classic API as ``shared/providers/UNISENDER.md`` documents it: what the app uses.
+"""UniSender's classic API, the parts the app uses (``docs/providers/unisender.md``, sources).
 
 ``<lang>/api/<method>?format=json``; parameters form-encoded in a POST body (or all in the query
 of a GET), ``api_key`` among them. Every API error is an HTTP 200 with ``{"error", "code"}``.
