@@ -270,6 +270,8 @@ def check_metrics(app_configs=None, **kwargs):
         errors.append(Warning(Messages.METRICS_SINGLE_PROCESS, hint=Hints.METRICS_SINGLE_PROCESS,
                               id=Codes.METRICS_SINGLE_PROCESS))
     return errors
+
+
 # Cache backends that cannot throttle across processes: counting alone, or not at all.
 _PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 _DUMMY_CACHES = ("django.core.cache.backends.dummy.DummyCache",)
@@ -285,6 +287,7 @@ def check_throttle_cache(app_configs=None, **kwargs):
     from django.core.cache import DEFAULT_CACHE_ALIAS
 
     if settings.DEBUG or not get_setting("SUBMIT_THROTTLE"):
+        return []
     backend = (settings.CACHES.get(DEFAULT_CACHE_ALIAS) or {}).get("BACKEND", "")
     args = {"alias": DEFAULT_CACHE_ALIAS, "backend": backend}
     if backend in _PER_PROCESS_CACHES:
@@ -293,8 +296,10 @@ def check_throttle_cache(app_configs=None, **kwargs):
     if backend in _DUMMY_CACHES:
         return [Warning(Messages.DUMMY_THROTTLE_CACHE.format(**args),
                         hint=Hints.DUMMY_THROTTLE_CACHE, id=Codes.DUMMY_THROTTLE_CACHE)]
+    return []
 
 
+@register(Tags.compatibility)
 def check_site_url(app_configs=None, **kwargs):
     """SITE_URL is the base of every link built without a request; a copied example (or a
     stale host) sends visitors and providers somewhere else, and nothing else would say so."""
@@ -309,5 +314,6 @@ def check_site_url(app_configs=None, **kwargs):
     if settings.DEBUG and not allowed:
         allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django itself accepts then
     if parts.scheme in ("http", "https") and domain and validate_host(domain, allowed):
+        return []
     return [Warning(Messages.SITE_URL_NOT_SERVED.format(url=configured, host=domain or "?"),
                     hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]
