@@ -25,7 +25,10 @@ from esp_forms.emulator.demo import DEMO_ESPUTNIK_KEY, seed_demo
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS_DIR = ROOT / "esp_forms" / "management" / "commands"
 TESTED = {"esp_forms_demo", "esp_forms_check_accounts", "esp_forms_dispatch",
-          "esp_forms_refresh", "esp_forms_purge", "esp_forms_emulator"}
+          "esp_forms_refresh", "esp_forms_purge", "esp_forms_emulator", "esp_forms_reconcile",
+          "esp_forms_consent"}
+# Commands whose positional arguments argparse asks for before the system checks run.
+NEEDS_ARGUMENTS = {"esp_forms_consent"}
 
 
 class Project:
@@ -130,7 +133,8 @@ def test_system_checks_run_and_an_error_stops_a_command(demo) -> None:
     """manage.py runs the system checks before each command; an error there stops it."""
     demo.env["ESP_FORMS_JSON"] = '{"RETRY_SCHEDULE": []}'
     for command in sorted(TESTED - {"esp_forms_emulator"}):  # the emulator needs no settings
-        result = demo.manage(command, ok=False)
+        args = ("export", "nobody@example.com") if command in NEEDS_ARGUMENTS else ()
+        result = demo.manage(command, *args, ok=False)
         assert result.returncode == 1, command
         assert "SystemCheckError" in result.stderr, command
         assert "(esp_forms.E005) ESP_FORMS['RETRY_SCHEDULE'] is invalid" in result.stderr
@@ -183,6 +187,37 @@ def test_purge(demo) -> None:
     bad = demo.manage("esp_forms_purge", "--days", "-1", ok=False)
     assert bad.returncode == 1
     assert "--days must be zero or more." in bad.stderr
+
+
+def test_reconcile_repairs_what_a_lost_webhook_left_unconfirmed(demo, emulator) -> None:
+    pk = demo.shell(CREATE_SUBMISSION)
+    demo.manage("esp_forms_dispatch")
+    emulator.drop_webhooks(1.0)  # the confirmation webhook never arrives
+    emulator.confirm("esputnik", DEMO_ESPUTNIK_KEY, "olena@example.com")
+    status = ("from esp_forms.models import Submission; "
+              f"print(Submission.objects.get(pk='{pk}').optin_status)")
+    dry = demo.manage("esp_forms_reconcile", "--dry-run")
+    assert "olena@example.com (esputnik-news): unconfirmed → confirmed" in dry.stdout, dry.stdout
+    assert "1 would change" in dry.stdout
+    assert demo.shell(status) == "unconfirmed"
+    result = demo.manage("esp_forms_reconcile")
+    assert "1 changed" in result.stdout, result.stdout
+    assert demo.shell(status) == "confirmed"
+    again = demo.manage("esp_forms_reconcile")
+    assert "0 changed" in again.stdout, again.stdout
+
+
+def test_consent_export_and_erase(demo) -> None:
+    demo.shell(CREATE_SUBMISSION)
+    exported = demo.manage("esp_forms_consent", "export", "OLENA@example.com")
+    document = __import__("json").loads(exported.stdout)
+    assert document["format"] == "esp_forms.consent_export"
+    assert "olena@example.com" in exported.stdout
+    refused = demo.manage("esp_forms_consent", "erase", "olena@example.com", ok=False)
+    assert refused.returncode == 1  # no terminal to confirm on: nothing erased
+    demo.manage("esp_forms_consent", "erase", "olena@example.com", "--yes")
+    after = demo.manage("esp_forms_consent", "export", "olena@example.com")
+    assert "olena@example.com" not in after.stdout.replace('"olena@example.com"', "", 1)
 
 
 def test_emulator_serves_the_demo_accounts_until_interrupted(project) -> None:
