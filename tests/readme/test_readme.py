@@ -40,6 +40,7 @@ import pytest
 
 from esp_forms.emulator.demo import DEMO_ESPUTNIK_GROUP, DEMO_ESPUTNIK_KEY, seed_demo
 from tests.readme.blocks import Block, commands, one, parse_curl_block, readme_blocks
+from tests.wheel import build_wheel
 
 pytestmark = pytest.mark.readme
 
@@ -174,10 +175,7 @@ def database() -> Iterator[tuple[dict[str, str], str]]:
 
 @pytest.fixture
 def site(tmp_path) -> Iterator[Site]:
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-                   check=True, capture_output=True, timeout=300)
-    wheel = next((tmp_path / "dist").glob("esp_forms-*.whl"))
+    wheel = build_wheel(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     site = Site(tmp_path / PROJECT, venv)
