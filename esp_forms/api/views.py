@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import spam
+from esp_forms import captcha, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
     FormSchemaSerializer,
@@ -200,6 +200,7 @@ class FormSchemaView(PublicAPIView):
             # that may be fully cached; this sets the CSRF cookie if missing and hands it the
             # matching token. Cross-origin callers send no cookies, so it is useless to them.
             "csrf_token": get_token(request._request),
+            "captcha": captcha.widget_context(form),
         }
         response = Response(FormSchemaSerializer(data).data)
         # Every answer carries a new token: never cache it anywhere.
@@ -226,6 +227,8 @@ class SubmissionCreateView(PublicAPIView):
             415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
             429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
                                                               "this IP address."),
+            503: OpenApiResponse(ErrorSerializer, description="The form's CAPTCHA verifier "
+                                                              "could not be reached; retry."),
         },
     )
     def post(self, request: Request, form_type: str) -> Response:
@@ -248,7 +251,7 @@ class SubmissionCreateView(PublicAPIView):
         outcome = process_signup(bound, request._request, api=True)
         if not outcome.ok:
             return Response(error_body(outcome.message, outcome.errors),
-                            status=status.HTTP_400_BAD_REQUEST)
+                            status=outcome.status)
         return Response({
             "ok": True,
             "message": outcome.message,
