@@ -224,8 +224,10 @@ class FormSchemaSerializer(serializers.Serializer):
         help_text="Name of the anti-spam trap key: never send a value for it.")
     submit_url = serializers.URLField(help_text="Where to POST the JSON submission.")
     csrf_token = serializers.CharField(
+        allow_blank=True,
         help_text="For the bundled script's same-origin HTML form post only; the JSON API "
-                  "does not use it.")
+                  "does not use it. Empty when asked with ?csrf=0 (then no CSRF cookie is "
+                  "set either).")
     captcha = CaptchaSchemaSerializer(
         allow_null=True,
         help_text="null, or the CAPTCHA to show: render the provider's widget with site_key "

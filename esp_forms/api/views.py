@@ -199,7 +199,10 @@ class FormSchemaView(PublicAPIView):
             # The bundled script posts the HTML form (same origin, CSRF-protected) from pages
             # that may be fully cached; this sets the CSRF cookie if missing and hands it the
             # matching token. Cross-origin callers send no cookies, so it is useless to them.
-            "csrf_token": get_token(request._request),
+            # ?csrf=0 leaves the cookie alone: the script asks once per page, because parallel
+            # cookie-less fetches would each set a different cookie (only one would survive).
+            "csrf_token": "" if request.query_params.get("csrf") == "0"
+            else get_token(request._request),
             "captcha": captcha.widget_context(form),
         }
         response = Response(FormSchemaSerializer(data).data)
