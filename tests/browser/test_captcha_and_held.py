@@ -21,6 +21,7 @@ def test_turnstile_form_signs_up_in_the_browser(page, settings, captcha_standin,
     # The provider's script (here the stand-in's) turned the placeholder into the widget.
     form.locator(".cf-turnstile", has_text="Verified").wait_for(timeout=TIMEOUT)
     form.locator('[name="email"]').fill("human@example.com")
+    shot(page, "captcha-turnstile-widget")
     form.locator('button[type="submit"]').click()
     form.locator(".esp-form__message--success").wait_for(timeout=TIMEOUT)
     shot(page, "captcha-turnstile-success")
