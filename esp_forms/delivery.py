@@ -142,6 +142,9 @@ def _deliver_locked(submission: Submission, *, force: bool) -> Outcome:
     form, account = submission.form, submission.form.account
     if submission.delivery_status != DeliveryStatus.PENDING:
         return Outcome(f"already-{submission.delivery_status}")
+    if submission.held_at is not None:
+        # Held by the abuse gate: only an admin's release sends it (esp_forms.abuse).
+        return Outcome("held")
     if form.double_opt_in == DoubleOptIn.LOCAL and submission.optin_status != OptinStatus.CONFIRMED:
         return _hold_for_confirmation(submission)
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED):

@@ -108,6 +108,9 @@ def test_local_mode_sends_one_confirmation_per_mailbox_and_holds_the_rest(local_
     assert due.isdisjoint(held.values_list("pk", flat=True))
     delivery.dispatch_due(grace=0)
     assert len(mail.outbox) == 1
+    # Nor does a stray task: a held row is never mailed or delivered behind the admin's back.
+    assert {delivery.deliver(pk).status for pk in held.values_list("pk", flat=True)} == {"held"}
+    assert len(mail.outbox) == 1
 
 
 def test_mailbox_budget_spans_the_accounts_forms_but_not_other_accounts(
