@@ -146,6 +146,8 @@ def pending_action(submission: Submission, *, created: bool) -> str | None:
         if submission.optin_status != OptinStatus.UNCONFIRMED:
             return None
         sent = submission.confirmation_sent_at
+        if not created and sent is None:
+            return None  # the first signup's email is still on its way: this adds none
         cooldown = timedelta(seconds=float(get_setting("RESEND_COOLDOWN")))
         if sent and timezone.now() - sent < cooldown:
             return None  # the task would skip it (cooldown): nothing to count

@@ -327,3 +327,13 @@ def test_admin_form_page_has_the_abuse_fields(admin_client, local_form):
     page = admin_client.get(reverse("admin:esp_forms_signupform_change",
                                     args=[local_form.pk])).content.decode()
     assert 'name="captcha"' in page and 'name="hourly_budget"' in page
+
+
+@override_settings(ESP_FORMS={"MAILBOX_BUDGET": 2})
+def test_a_double_submit_uses_one_unit_of_the_budget(local_form, queued):
+    signup("fay@example.com", "local")
+    signup("fay@example.com", "local")  # a double click: collapsed, its email already queued
+    signup("fay+news@example.com", "local")
+    run_queued(queued)
+    assert not Submission.objects.filter(held_at__isnull=False).exists()
+    assert sorted(m.to[0] for m in mail.outbox) == ["fay+news@example.com", "fay@example.com"]
