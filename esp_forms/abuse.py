@@ -24,13 +24,14 @@ transaction, which serialises concurrent signups of one mailbox or form on that 
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -53,6 +54,8 @@ from esp_forms.models import (
 logger = logging.getLogger("esp_forms.abuse")
 
 FORM_WINDOW = 3600
+# Old counter rows are deleted by about one signup in this many.
+PRUNE_CHANCE = 0.01
 MAILBOX_SALT = "esp_forms.abuse.mailbox"
 GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
 
@@ -98,21 +101,43 @@ def window_start(now: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
 
 
+def _upsert_supported() -> bool:
+    """INSERT … ON CONFLICT … RETURNING: PostgreSQL, and SQLite from 3.35."""
+    if connection.vendor == "postgresql":
+        return True
+    if connection.vendor == "sqlite":
+        return connection.Database.sqlite_version_info >= (3, 35)
+    return False
+
+
 def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
     """Add one to ``key``'s counter in the current window; returns the new count.
 
     Call inside a transaction: the row stays locked until it ends, so two processes counting
-    the same key take turns and each sees the other's count.
+    the same key take turns and each sees the other's count. One statement where the database
+    has an upsert with RETURNING (no savepoint, no second read).
     """
     now = now or timezone.now()
     start = window_start(now, seconds)
+    expires = start + timedelta(seconds=seconds)
+    if random.random() < PRUNE_CHANCE:
+        _prune(now)
+    if _upsert_supported():
+        table = connection.ops.quote_name(AbuseCounter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (key, window_start, count, expires_at) "
+                f"VALUES (%s, %s, 1, %s) ON CONFLICT (key, window_start) "
+                f"DO UPDATE SET count = {table}.count + 1 RETURNING count",
+                [key, connection.ops.adapt_datetimefield_value(start),
+                 connection.ops.adapt_datetimefield_value(expires)])
+            return int(cursor.fetchone()[0])
     rows = AbuseCounter.objects.filter(key=key, window_start=start)
     if not rows.update(count=F("count") + 1):
         try:
             with transaction.atomic():
                 AbuseCounter.objects.create(key=key, window_start=start, count=1,
-                                            expires_at=start + timedelta(seconds=seconds))
-            _prune(now)
+                                            expires_at=expires)
             return 1
         except IntegrityError:  # another process created it first
             rows.update(count=F("count") + 1)
@@ -120,8 +145,50 @@ def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
 
 
 def _prune(now: datetime) -> None:
-    """Forget windows that ended a day ago; runs when a new window row is made."""
+    """Forget windows that ended a day ago (now and then, not on every signup)."""
     AbuseCounter.objects.filter(expires_at__lt=now - timedelta(days=1)).delete()
+
+
+def form_signups(form: SignupForm, limit: int) -> int:
+    """Count one more new signup of ``form`` this clock hour; returns the hour's count so far
+    (from the database, counted only up to ``limit + 1``).
+
+    Every signup of a form counts in the same place, so this is the gate's hot spot. With the
+    rate limiter's Redis (``RATE_LIMIT_REDIS_URL``, or a redis:// broker) it is one INCR,
+    shared by every process. Without it, the submissions themselves are counted (every new
+    signup is a row, held or not): no write and no row lock, since a shared counter row would
+    make each signup of the form wait for the one before it to commit, but a read of up to
+    ``limit + 1`` rows. Either way the count may miss signups being stored at that very
+    moment (and Redis keeps counting one whose transaction then failed): the hourly budget is
+    that approximate, unlike the mailbox budget.
+    """
+    now = timezone.now()
+    start = window_start(now, FORM_WINDOW)
+    client = _shared_redis()
+    if client is not None:
+        key = f"esp_forms:abuse:{form_key(form)}:{int(start.timestamp())}"
+        try:
+            pipe = client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, FORM_WINDOW * 2)
+            return int(pipe.execute()[0])
+        except Exception:  # Redis down: the database can answer too
+            logger.warning("Redis unavailable for the form budget; counting in the database.",
+                           exc_info=True)
+    return Submission.objects.filter(form=form, created_at__gte=start)[: limit + 1].count()
+
+
+def _shared_redis() -> Any:
+    """The rate limiter's Redis client, or None when it runs per process."""
+    from esp_forms import ratelimit
+
+    return getattr(ratelimit.get_limiter(), "client", None)
+
+
+def first_alert(form: SignupForm) -> bool:
+    """True for exactly one caller per form and hour: the one that creates the alert marker
+    (the unique constraint decides, however many transactions race for it)."""
+    return bump(f"alert:{form_key(form)}", FORM_WINDOW) == 1
 
 
 def count_block(form: SignupForm, reason: str) -> None:
@@ -176,13 +243,13 @@ def admit(submission: Submission, *, created: bool) -> bool:
     if created:
         limit = form_budget(form)
         if limit:
-            count = bump(form_key(form), FORM_WINDOW)
+            count = form_signups(form, limit)
             if count > limit:
-                if count == limit + 1:  # the first one over: exactly one alert per window
+                if first_alert(form):  # exactly one alert per form and window
                     transaction.on_commit(partial(alert_form_budget, form.pk, limit))
                 return _refuse(submission, HoldReason.FORM_BUDGET,
-                               f"{count} signups this hour; the budget is {limit}.", action,
-                               created=created)
+                               f"More than {limit} signups within the hour; the budget is "
+                               f"{limit}.", action, created=created)
     if action in (CONFIRMATION, INVITATION):
         limit = get_setting("MAILBOX_BUDGET")
         if limit is not None:

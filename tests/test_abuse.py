@@ -203,13 +203,26 @@ def test_budgets_can_be_switched_off(provider_form, queued):
     assert not Submission.objects.filter(held_at__isnull=False).exists()
 
 
-def test_counter_rows_are_pruned():
+def test_counter_rows_are_pruned(monkeypatch):
+    monkeypatch.setattr(abuse, "PRUNE_CHANCE", 1.0)
     old = timezone.now() - timedelta(days=3)
     AbuseCounter.objects.create(key="form:1", window_start=old, count=5,
                                 expires_at=old + timedelta(hours=1))
     assert abuse.bump("form:1", 3600) == 1
     assert AbuseCounter.objects.count() == 1
     assert abuse.bump("form:1", 3600) == 2
+
+
+@pytest.mark.parametrize("upsert", [True, False])
+def test_bump_counts_per_key_and_window(monkeypatch, upsert):
+    """Both ways of counting: the one-statement upsert, and the portable fallback."""
+    monkeypatch.setattr(abuse, "_upsert_supported", lambda: upsert)
+    now = timezone.now()
+    assert [abuse.bump("k", 3600, now=now) for _ in range(3)] == [1, 2, 3]
+    assert abuse.bump("other", 3600, now=now) == 1
+    assert abuse.bump("k", 3600, now=now + timedelta(hours=1)) == 1
+    row = AbuseCounter.objects.get(key="k", window_start=abuse.window_start(now, 3600))
+    assert row.count == 3 and row.expires_at == row.window_start + timedelta(hours=1)
 
 
 # --- the pre-send hook --------------------------------------------------------------------------

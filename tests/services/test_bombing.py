@@ -76,3 +76,24 @@ def test_concurrent_bombing_from_many_ips(live_server, emulator, start_worker, s
     mailed = Counter(abuse.normalise_mailbox(to)
                      for to in re.findall(r"^To: (\S+)$", worker.output(), re.M))
     assert mailed == {abuse.normalise_mailbox(v): 1 for v in VICTIMS}
+
+
+def test_form_budget_is_counted_in_the_rate_limiters_redis(settings):
+    """With a shared Redis the form budget is one INCR per signup, shared by every process."""
+    import redis
+    from django.core import mail
+
+    from esp_forms.models import HoldReason
+    from esp_forms.submissions import store_submission
+
+    settings.ADMINS = [("Ops", "ops@example.com")]
+    account = ProviderAccount.objects.create(name="Sandbox", provider="sandbox")
+    form = make_form(account, "budgeted", double_opt_in=DoubleOptIn.PROVIDER, hourly_budget=3)
+    for number in range(5):
+        store_submission(form, {"email": f"r{number}@example.com", "phone": "", "data": {}},
+                         ip="203.0.113.1", user_agent="test")
+    assert Submission.objects.filter(held_reason=HoldReason.FORM_BUDGET).count() == 2
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    [key] = client.keys(f"esp_forms:abuse:form:{form.pk}:*")
+    assert int(client.get(key)) == 5 and 3600 < client.ttl(key) <= 7200
+    assert [m.to for m in mail.outbox if "hourly budget" in m.subject] == [["ops@example.com"]]
