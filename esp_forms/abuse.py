@@ -123,12 +123,14 @@ def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
     if random.random() < PRUNE_CHANCE:
         _prune(now)
     if _upsert_supported():
-        table = connection.ops.quote_name(AbuseCounter._meta.db_table)
+        q = connection.ops.quote_name
+        table = q(AbuseCounter._meta.db_table)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (key, window_start, count, expires_at) "
-                f"VALUES (%s, %s, 1, %s) ON CONFLICT (key, window_start) "
-                f"DO UPDATE SET count = {table}.count + 1 RETURNING count",
+                f"INSERT INTO {table} ({q('key')}, {q('window_start')}, {q('count')}, "
+                f"{q('expires_at')}) VALUES (%s, %s, 1, %s) "
+                f"ON CONFLICT ({q('key')}, {q('window_start')}) "
+                f"DO UPDATE SET {q('count')} = {table}.{q('count')} + 1 RETURNING {q('count')}",
                 [key, connection.ops.adapt_datetimefield_value(start),
                  connection.ops.adapt_datetimefield_value(expires)])
             return int(cursor.fetchone()[0])
