@@ -147,6 +147,7 @@ def check_forms(app_configs=None, databases=None, **kwargs):
 class AbuseCodes:
     CAPTCHA_WITHOUT_KEYS = "esp_forms.E016"
     BAD_PRE_SEND_HOOK = "esp_forms.E017"
+    BAD_BUDGET_SETTING = "esp_forms.E018"
     NO_MAILBOX_BUDGET = "esp_forms.W014"
 
 
@@ -154,6 +155,7 @@ class AbuseMessages:
     CAPTCHA_WITHOUT_KEYS = ("Signup form '{form}' asks for {provider} but ESP_FORMS has no "
                             "{missing}.")
     BAD_PRE_SEND_HOOK = "ESP_FORMS['PRE_SEND_HOOK'] = {path!r} cannot be used: {why}"
+    BAD_BUDGET_SETTING = "ESP_FORMS['{name}'] = {value!r} is not {what}."
     NO_MAILBOX_BUDGET = ("ESP_FORMS['MAILBOX_BUDGET'] is None: anyone can have any address "
                          "sent any number of confirmation emails (list bombing).")
 
@@ -162,6 +164,7 @@ class AbuseHints:
     CAPTCHA_WITHOUT_KEYS = ("Add the site and secret keys from the provider's dashboard to "
                             "ESP_FORMS, or switch the form's CAPTCHA off in the admin.")
     BAD_PRE_SEND_HOOK = "Give the dotted path of a callable hook(submission, action)."
+    BAD_BUDGET_SETTING = "See the abuse gate and CAPTCHA settings in docs/settings.md."
     NO_MAILBOX_BUDGET = "Set it to a small number, e.g. 1 (the default). See docs/security.md."
 
 
@@ -183,6 +186,25 @@ def check_abuse_settings(app_configs=None, **kwargs):
             errors.append(Error(AbuseMessages.BAD_PRE_SEND_HOOK.format(path=path, why=why),
                                 hint=AbuseHints.BAD_PRE_SEND_HOOK,
                                 id=AbuseCodes.BAD_PRE_SEND_HOOK))
+    expectations = [
+        ("MAILBOX_BUDGET", True, "a whole number of emails (0 or more) or None"),
+        ("FORM_HOURLY_BUDGET", True, "a whole number of signups (0 or more) or None"),
+        ("MAILBOX_BUDGET_WINDOW", False, "a positive whole number of seconds"),
+    ]
+    for name, none_ok, what in expectations:
+        value = get_setting(name)
+        if value is None and none_ok:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if none_ok
+                                                                               else 1):
+            errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+                name=name, value=value, what=what),
+                hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
+    timeout = get_setting("CAPTCHA_TIMEOUT")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+            name="CAPTCHA_TIMEOUT", value=timeout, what="a positive number of seconds"),
+            hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
     if get_setting("MAILBOX_BUDGET") is None:
         errors.append(Warning(AbuseMessages.NO_MAILBOX_BUDGET, hint=AbuseHints.NO_MAILBOX_BUDGET,
                               id=AbuseCodes.NO_MAILBOX_BUDGET))

@@ -176,3 +176,19 @@ def test_system_checks_for_the_hook_and_the_mailbox_budget():
     with override_settings(ESP_FORMS={"PRE_SEND_HOOK": "tests.test_abuse.deny_example_org"}):
         ids = {m.id for m in run_checks()}
     assert not ids & {"esp_forms.E017", "esp_forms.W014"}
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("MAILBOX_BUDGET", "1"), ("MAILBOX_BUDGET", -1), ("FORM_HOURLY_BUDGET", 2.5),
+    ("MAILBOX_BUDGET_WINDOW", 0), ("MAILBOX_BUDGET_WINDOW", None), ("CAPTCHA_TIMEOUT", "5"),
+])
+def test_system_check_for_bad_budget_settings(name, value):
+    with override_settings(ESP_FORMS={name: value}):
+        errors = [m for m in run_checks() if m.id == "esp_forms.E018"]
+    assert len(errors) == 1 and name in errors[0].msg
+
+
+def test_default_settings_pass_the_abuse_checks():
+    with override_settings(ESP_FORMS={}):
+        ids = {m.id for m in run_checks()}
+    assert not ids & {"esp_forms.E016", "esp_forms.E017", "esp_forms.E018", "esp_forms.W014"}
