@@ -337,10 +337,13 @@ def release(queryset: QuerySet[Submission], *, by: str = "") -> int:
     from esp_forms import delivery
 
     count = 0
-    for pk in queryset.filter(held_at__isnull=False).values_list("pk", flat=True):
+    # A held row whose personal data was erased (esp_forms_purge) has no one to send to.
+    held = queryset.filter(held_at__isnull=False, purged_at__isnull=True)
+    for pk in held.values_list("pk", flat=True):
         with transaction.atomic():
             submission = (Submission.objects.select_for_update().select_related("form")
-                          .filter(pk=pk, held_at__isnull=False).first())
+                          .filter(pk=pk, held_at__isnull=False, purged_at__isnull=True)
+                          .first())
             if submission is None:
                 continue
             reason = submission.held_reason

@@ -350,3 +350,17 @@ def test_a_double_submit_uses_one_unit_of_the_budget(local_form, queued):
     run_queued(queued)
     assert not Submission.objects.filter(held_at__isnull=False).exists()
     assert sorted(m.to[0] for m in mail.outbox) == ["fay+news@example.com", "fay@example.com"]
+
+
+def test_held_signups_nobody_released_are_purged_with_the_old_ones(held_pair):
+    from esp_forms import retention
+
+    first, second = held_pair
+    old = timezone.now() - timedelta(days=400)
+    Submission.objects.filter(pk=first.pk).update(created_at=old)
+    assert retention.purge() == 1
+    first.refresh_from_db()
+    assert first.email == "" and first.purged_at is not None
+    # Nothing to send to any more; the recent held one stays whole.
+    assert abuse.release(Submission.objects.filter(pk=first.pk)) == 0
+    assert Submission.objects.get(pk=second.pk).email == second.email
