@@ -36,6 +36,7 @@ from esp_forms.models import (
     DeliveryStatus,
     FieldKind,
     FormField,
+    HoldReason,
     OptinStatus,
     Provider,
     ProviderAccount,
@@ -345,6 +346,9 @@ class SignupFormAdmin(admin.ModelAdmin):
                                      "consent_text", "redirect_url"]}),
             (_("Embedding"), {"fields": ["allowed_origins"]}),
         ]
+        # Abuse protection (esp_forms.abuse, esp_forms.captcha), before the embedding section
+        # whose fields change once the form is saved.
+        fieldsets.insert(-1, (_("Abuse protection"), {"fields": ["captcha", "hourly_budget"]}))
         if obj is not None:
             # Both need the saved form_type: the snippet names it and the preview renders it.
             fieldsets[-1][1]["fields"] = ["embed_snippet", "spam_summary", "preview",
@@ -549,16 +553,35 @@ def _pretty_json(data: Any) -> SafeString | str:
     return format_html('<pre class="esp-forms-json">{}</pre>', text)
 
 
+class HeldFilter(admin.SimpleListFilter):
+    """Signups the abuse gate held aside (esp_forms.abuse), by reason."""
+
+    title = _("held because")
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("any", _("Held (any reason)")), *HoldReason.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Submission]
+                 ) -> QuerySet[Submission]:
+        value = self.value()
+        if value == "any":
+            return queryset.filter(held_at__isnull=False)
+        if value in HoldReason.values:
+            return queryset.filter(held_at__isnull=False, held_reason=value)
+        return queryset
+
+
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
     inlines = [SubmissionEventInline]
-    list_display = ["email", "form", "delivery", "optin", "attempts", "created_at"]
-    list_filter = ["form", "delivery_status", "optin_status", "created_at"]
+    list_display = ["email", "form", "delivery", "optin", "held", "attempts", "created_at"]
+    list_filter = ["form", "delivery_status", "optin_status", HeldFilter, "created_at"]
     list_select_related = ["form"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
-    actions = ["retry_failed", "refresh_optin", "resend_confirmation", "export_consent_records",
-               "erase_personal_data"]
+    actions = ["retry_failed", "refresh_optin", "resend_confirmation", "release_held",
+               "drop_held", "export_consent_records", "erase_personal_data"]
     fieldsets = [
         (_("Contact"), {"fields": ["email", "phone", "form", "pretty_data"]}),
         (_("Delivery"), {"fields": ["delivery", "attempts", "next_attempt_at",
@@ -569,6 +592,7 @@ class SubmissionAdmin(admin.ModelAdmin):
                                          "next_optin_check_at"]}),
         (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "language",
                                          "consent_text", "purged_at"]}),
+        (_("Abuse gate"), {"fields": ["held_at", "held_reason"]}),
     ]
 
     @property
@@ -596,6 +620,12 @@ class SubmissionAdmin(admin.ModelAdmin):
     @admin.display(description=_("opt-in status"), ordering="optin_status")
     def optin(self, obj: Submission) -> SafeString:
         return _badge(obj.optin_status, obj.get_optin_status_display())
+
+    @admin.display(description=_("held"), ordering="held_at")
+    def held(self, obj: Submission) -> SafeString | str:
+        if obj.held_at is None:
+            return ""
+        return _badge("held", obj.get_held_reason_display() or str(_("held")))
 
     @admin.display(description=_("data"))
     def pretty_data(self, obj: Submission) -> SafeString | str:
@@ -629,12 +659,35 @@ class SubmissionAdmin(admin.ModelAdmin):
     def resend_confirmation(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
         from esp_forms.optin import resend_confirmations
 
-        count = resend_confirmations(queryset)
+        # A held signup is released (which sends it), never mailed around the gate.
+        count = resend_confirmations(queryset.filter(held_at__isnull=True))
         self.message_user(request, ngettext(
             "%(count)d confirmation email queued.",
             "%(count)d confirmation emails queued.", count,
         ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
 
+
+    @admin.action(description=_("Release the held submissions (send them on)"),
+                  permissions=["change"])
+    def release_held(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        from esp_forms.abuse import release
+
+        count = release(queryset, by=request.user.get_username())
+        self.message_user(request, ngettext(
+            "%(count)d held submission released.",
+            "%(count)d held submissions released.", count,
+        ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
+
+    @admin.action(description=_("Drop the held submissions (send nothing)"),
+                  permissions=["change"])
+    def drop_held(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        from esp_forms.abuse import drop
+
+        count = drop(queryset, by=request.user.get_username())
+        self.message_user(request, ngettext(
+            "%(count)d held submission dropped.",
+            "%(count)d held submissions dropped.", count,
+        ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
 
     # --- consent records (esp_forms.consent): per person, not per selected row ---
 

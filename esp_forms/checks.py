@@ -242,6 +242,8 @@ def check_embedding(app_configs=None, databases=None, **kwargs):
     return [Warning(Messages.ORIGINS_WITHOUT_CORS.format(form=form.form_type),
                     hint=Hints.ORIGINS_WITHOUT_CORS, obj=form, id=Codes.ORIGINS_WITHOUT_CORS)
             for form in forms if form.origin_values]
+
+
 @register(Tags.compatibility)
 def check_metrics(app_configs=None, **kwargs):
     import ipaddress
@@ -317,3 +319,96 @@ def check_site_url(app_configs=None, **kwargs):
         return []
     return [Warning(Messages.SITE_URL_NOT_SERVED.format(url=configured, host=domain or "?"),
                     hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]
+# --- abuse gate and CAPTCHA (esp_forms.abuse, esp_forms.captcha) ------------------------------
+
+class AbuseCodes:
+    CAPTCHA_WITHOUT_KEYS = "esp_forms.E016"
+    BAD_PRE_SEND_HOOK = "esp_forms.E017"
+    BAD_BUDGET_SETTING = "esp_forms.E018"
+    NO_MAILBOX_BUDGET = "esp_forms.W014"
+
+
+class AbuseMessages:
+    CAPTCHA_WITHOUT_KEYS = ("Signup form '{form}' asks for {provider} but ESP_FORMS has no "
+                            "{missing}.")
+    BAD_PRE_SEND_HOOK = "ESP_FORMS['PRE_SEND_HOOK'] = {path!r} cannot be used: {why}"
+    BAD_BUDGET_SETTING = "ESP_FORMS['{name}'] = {value!r} is not {what}."
+    NO_MAILBOX_BUDGET = ("ESP_FORMS['MAILBOX_BUDGET'] is None: anyone can have any address "
+                         "sent any number of confirmation emails (list bombing).")
+
+
+class AbuseHints:
+    CAPTCHA_WITHOUT_KEYS = ("Add the site and secret keys from the provider's dashboard to "
+                            "ESP_FORMS, or switch the form's CAPTCHA off in the admin.")
+    BAD_PRE_SEND_HOOK = "Give the dotted path of a callable hook(submission, action)."
+    BAD_BUDGET_SETTING = "See the abuse gate and CAPTCHA settings in docs/settings.md."
+    NO_MAILBOX_BUDGET = "Set it to a small number, e.g. 1 (the default). See docs/security.md."
+
+
+@register(Tags.security)
+def check_abuse_settings(app_configs=None, **kwargs):
+    from django.utils.module_loading import import_string
+
+    errors = []
+    path = get_setting("PRE_SEND_HOOK")
+    if path:
+        why = None
+        try:
+            hook = import_string(path) if isinstance(path, str) else path
+            if not callable(hook):
+                why = "it is not callable"
+        except ImportError as err:
+            why = str(err)
+        if why:
+            errors.append(Error(AbuseMessages.BAD_PRE_SEND_HOOK.format(path=path, why=why),
+                                hint=AbuseHints.BAD_PRE_SEND_HOOK,
+                                id=AbuseCodes.BAD_PRE_SEND_HOOK))
+    expectations = [
+        ("MAILBOX_BUDGET", True, "a whole number of emails (0 or more) or None"),
+        ("FORM_HOURLY_BUDGET", True, "a whole number of signups (0 or more) or None"),
+        ("MAILBOX_BUDGET_WINDOW", False, "a positive whole number of seconds"),
+    ]
+    for name, none_ok, what in expectations:
+        value = get_setting(name)
+        if value is None and none_ok:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if none_ok
+                                                                               else 1):
+            errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+                name=name, value=value, what=what),
+                hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
+    timeout = get_setting("CAPTCHA_TIMEOUT")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+            name="CAPTCHA_TIMEOUT", value=timeout, what="a positive number of seconds"),
+            hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
+    if get_setting("MAILBOX_BUDGET") is None:
+        errors.append(Warning(AbuseMessages.NO_MAILBOX_BUDGET, hint=AbuseHints.NO_MAILBOX_BUDGET,
+                              id=AbuseCodes.NO_MAILBOX_BUDGET))
+    return errors
+
+
+@register(Tags.database)
+def check_captcha_keys(app_configs=None, databases=None, **kwargs):
+    if not databases:
+        return []
+    from esp_forms.captcha import VERIFIERS
+    from esp_forms.models import SignupForm
+
+    try:
+        forms = list(SignupForm.objects.filter(is_active=True).exclude(captcha=""))
+    except DatabaseError:  # not migrated yet
+        return []
+    errors = []
+    for form in forms:
+        verifier = VERIFIERS.get(form.captcha)
+        if verifier is None:
+            continue
+        missing = [f"{verifier.settings_prefix}_{suffix}" for suffix in ("SITE_KEY", "SECRET_KEY")
+                   if not verifier.setting(suffix)]
+        if missing:
+            errors.append(Error(AbuseMessages.CAPTCHA_WITHOUT_KEYS.format(
+                form=form.form_type, provider=verifier.label, missing=" and ".join(missing)),
+                hint=AbuseHints.CAPTCHA_WITHOUT_KEYS, obj=form,
+                id=AbuseCodes.CAPTCHA_WITHOUT_KEYS))
+    return errors

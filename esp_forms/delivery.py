@@ -67,7 +67,16 @@ def submission_stored(submission: Submission, *, created: bool) -> None:
 
     Queues the next step after commit: the confirmation email for local double opt-in, the
     provider delivery otherwise. If the broker is down the row stays pending for the sweeper.
+    The abuse gate comes first: a held signup gets nothing queued until an admin releases it.
     """
+    from esp_forms import abuse
+
+    if abuse.admit(submission, created=created):
+        hand_off(submission, created=created)
+
+
+def hand_off(submission: Submission, *, created: bool) -> None:
+    """Queue the next step for ``submission`` after commit (no gate: see submission_stored)."""
     from esp_forms import tasks
 
     if submission.form.double_opt_in == DoubleOptIn.LOCAL:
@@ -133,6 +142,9 @@ def _deliver_locked(submission: Submission, *, force: bool) -> Outcome:
     form, account = submission.form, submission.form.account
     if submission.delivery_status != DeliveryStatus.PENDING:
         return Outcome(f"already-{submission.delivery_status}")
+    if submission.held_at is not None:
+        # Held by the abuse gate: only an admin's release sends it (esp_forms.abuse).
+        return Outcome("held")
     if form.double_opt_in == DoubleOptIn.LOCAL and submission.optin_status != OptinStatus.CONFIRMED:
         return _hold_for_confirmation(submission)
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED):

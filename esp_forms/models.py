@@ -84,6 +84,20 @@ SETTLED_OPTIN = {OptinStatus.CONFIRMED, OptinStatus.NOT_REQUIRED, OptinStatus.UN
                  OptinStatus.EXPIRED}
 
 
+class Captcha(models.TextChoices):
+    OFF = "", _("Off")
+    TURNSTILE = "turnstile", "Cloudflare Turnstile"
+    HCAPTCHA = "hcaptcha", "hCaptcha"
+
+
+class HoldReason(models.TextChoices):
+    """Why a stored signup was held aside instead of mailed or delivered (esp_forms.abuse)."""
+
+    MAILBOX_BUDGET = "mailbox_budget", _("Mailbox over its daily budget")
+    FORM_BUDGET = "form_budget", _("Form over its hourly budget")
+    HOOK_DENIED = "hook_denied", _("Denied by the pre-send hook")
+
+
 class ProviderAccount(models.Model):
     name = models.CharField(_("name"), max_length=100)
     provider = models.CharField(_("provider"), max_length=20, choices=Provider.choices)
@@ -213,6 +227,17 @@ class SignupForm(models.Model):
         _("allowed origins"), blank=True,
         help_text=_("Other sites allowed to post to the JSON API (CORS), one origin per line, "
                     "e.g. https://shop.example.com."),
+    )
+    captcha = models.CharField(
+        _("CAPTCHA"), max_length=20, choices=Captcha.choices, blank=True, default=Captcha.OFF,
+        help_text=_("Ask visitors to pass a CAPTCHA before the signup is stored. Needs the "
+                    "provider's site and secret keys in the ESP_FORMS settings."),
+    )
+    hourly_budget = models.PositiveIntegerField(
+        _("hourly budget"), null=True, blank=True,
+        help_text=_("Signups per hour handed on to a confirmation email or the provider; more "
+                    "are held for review and the admins are alerted. Blank: the "
+                    "FORM_HOURLY_BUDGET setting; 0: no limit."),
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -411,6 +436,11 @@ class Submission(models.Model):
                                                blank=True)
     # Set by esp_forms_purge when personal data was erased.
     purged_at = models.DateTimeField(_("personal data erased at"), null=True, blank=True)
+    # Held aside by the abuse gate (esp_forms.abuse): stored, but no email and no provider
+    # call until an admin releases it. Delivery status stays pending, so outside nothing shows.
+    held_at = models.DateTimeField(_("held since"), null=True, blank=True, db_index=True)
+    held_reason = models.CharField(_("held because"), max_length=20, blank=True,
+                                   choices=HoldReason.choices)
 
     class Meta:
         verbose_name = _("submission")
@@ -453,6 +483,9 @@ class EventKind(models.TextChoices):
     EXPIRED = "expired", _("Expired")
     ADMIN = "admin", _("Admin action")
     PURGED = "purged", _("Personal data erased")
+    HELD = "held", _("Held for review")
+    RELEASED = "released", _("Released from hold")
+    DROPPED = "dropped", _("Dropped")
 
 
 class SubmissionEvent(models.Model):
@@ -481,6 +514,12 @@ class SpamCount(models.Model):
         TOO_FAST = "too_fast", _("Submitted too fast")
         TOO_OLD = "too_old", _("Form token too old")
         BAD_TOKEN = "bad_token", _("Missing or forged form token")
+        # Blocks of the abuse gate (esp_forms.abuse): the first three are held, not dropped.
+        MAILBOX_BUDGET = "mailbox_budget", _("Held: mailbox over its daily budget")
+        FORM_BUDGET = "form_budget", _("Held: form over its hourly budget")
+        HOOK_DENIED = "hook_denied", _("Held: denied by the pre-send hook")
+        CAPTCHA_FAILED = "captcha_failed", _("Rejected: CAPTCHA not passed")
+        CAPTCHA_UNAVAILABLE = "captcha_down", _("CAPTCHA verifier unreachable")
 
     form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="spam_counts")
     reason = models.CharField(max_length=20, choices=Reason.choices)
@@ -498,6 +537,29 @@ class SpamCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.form_id} {self.reason} {self.day}: {self.count}"
+
+
+class AbuseCounter(models.Model):
+    """One budget's count in one fixed time window, shared by every process (esp_forms.abuse).
+
+    ``key`` names the budget and never holds an address: a mailbox is keyed by a keyed hash.
+    """
+
+    key = models.CharField(max_length=100)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("abuse counter")
+        verbose_name_plural = _("abuse counters")
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"],
+                                    name="esp_forms_abuse_unique_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
 
 
 class SandboxContact(models.Model):

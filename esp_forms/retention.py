@@ -15,13 +15,15 @@ from esp_forms.models import DeliveryStatus, EventKind, Submission, SubmissionEv
 def purge(*, days: int | None = None, dry_run: bool = False) -> int:
     """Erase email, phone, data, IPs and user agent of settled submissions older than
     ``days`` (default ``RETENTION_DAYS``), and the provider exchanges in their event log.
-    Pending submissions are kept whole: they still have to be delivered."""
+    Pending submissions are kept whole: they still have to be delivered (unless held by the
+    abuse gate and never released)."""
     days = get_setting("RETENTION_DAYS") if days is None else days
     if days is None:
         return 0
     cutoff = timezone.now() - timedelta(days=float(days))
+    # A held signup (esp_forms.abuse) nobody released in all that time is erased too.
     qs = Submission.objects.filter(created_at__lt=cutoff, purged_at__isnull=True).exclude(
-        delivery_status=DeliveryStatus.PENDING)
+        delivery_status=DeliveryStatus.PENDING, held_at__isnull=True)
     if dry_run:
         return qs.count()
     with transaction.atomic():

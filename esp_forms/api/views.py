@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import spam
+from esp_forms import captcha, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
     FormSchemaSerializer,
@@ -200,7 +200,11 @@ class FormSchemaView(PublicAPIView):
             # The bundled script posts the HTML form (same origin, CSRF-protected) from pages
             # that may be fully cached; this sets the CSRF cookie if missing and hands it the
             # matching token. Cross-origin callers send no cookies, so it is useless to them.
-            "csrf_token": get_token(request._request),
+            # ?csrf=0 leaves the cookie alone: the script asks once per page, because parallel
+            # cookie-less fetches would each set a different cookie (only one would survive).
+            "csrf_token": "" if request.query_params.get("csrf") == "0"
+            else get_token(request._request),
+            "captcha": captcha.widget_context(form),
             "texts": script_texts(),
         }
         response = Response(FormSchemaSerializer(data).data)
@@ -228,6 +232,8 @@ class SubmissionCreateView(PublicAPIView):
             415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
             429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
                                                               "this IP address."),
+            503: OpenApiResponse(ErrorSerializer, description="The form's CAPTCHA verifier "
+                                                              "could not be reached; retry."),
         },
     )
     def post(self, request: Request, form_type: str) -> Response:
@@ -250,7 +256,7 @@ class SubmissionCreateView(PublicAPIView):
         outcome = process_signup(bound, request._request, api=True)
         if not outcome.ok:
             return Response(error_body(outcome.message, outcome.errors),
-                            status=status.HTTP_400_BAD_REQUEST)
+                            status=outcome.status)
         return Response({
             "ok": True,
             "message": outcome.message,

@@ -1,8 +1,9 @@
 /* esp_forms: progressive enhancement of the signup forms rendered by {% esp_form %}.
  *
  * Without this script the forms post and re-render like any HTML form. With it, each form:
- *  - fetches a fresh anti-spam token (and CSRF token) from its schema URL on load, so pages can
- *    be fully cached: the token in the cached HTML is only the no-script fallback;
+ *  - fetches a fresh anti-spam token from its schema URL on load, and the page's one CSRF
+ *    token (shared by all its forms), so pages can be fully cached: the tokens in the cached
+ *    HTML are only the no-script fallback;
  *  - posts with fetch, shows the message and the field errors in place, moves focus to the
  *    first invalid field (or to the message), and disables the button while sending.
  * No build step, no dependencies. window.espForms.init(formElement) enhances a form added later.
@@ -80,23 +81,82 @@
     el.value = value;
   }
 
-  function refreshToken(form) {
-    var url = form.getAttribute("data-esp-schema-url");
-    if (!url) { return Promise.resolve(); }
+  // One CSRF token per page load, shared by every form on it. On a cached page the visitor may
+  // have no CSRF cookie yet, and each cookie-less schema fetch makes the server set a new one:
+  // parallel fetches would each set a different cookie, and only the form whose answer came
+  // last would hold a matching token. So exactly one fetch of the page asks for the token (and
+  // the cookie); the others send csrf=0, and every form waits for and uses that one token.
+  var csrfPromise = null;
+
+  function fetchSchema(form, url) {
     return fetch(url, {
       headers: withLanguage(form, { "Accept": "application/json" }),
       credentials: isApi(form) ? "omit" : "same-origin",
       cache: "no-store"
     }).then(function (response) {
       return response.ok ? response.json() : null;
-    }).then(function (data) {
+    });
+  }
+
+  function withoutCsrf(url) {
+    return url + (url.indexOf("?") === -1 ? "?" : "&") + "csrf=0";
+  }
+
+  // Starts the page's CSRF fetch from this schema URL unless one is under way or done.
+  function csrfFrom(form, url, request) {
+    if (csrfPromise) { return null; }
+    var fetched = request || fetchSchema(form, url);
+    csrfPromise = fetched.then(function (data) {
+      var token = (data && data.csrf_token) || "";
+      if (!token) { csrfPromise = null; } // let the next form or submit try again
+      return token;
+    }, function () {
+      csrfPromise = null;
+      return "";
+    });
+    return fetched;
+  }
+
+  function ensureCsrf(form) {
+    // A form posting JSON to the API (embed.js, another origin) sends no cookie: no CSRF.
+    if (isApi(form)) { return Promise.resolve(); }
+    var url = form.getAttribute("data-esp-schema-url");
+    if (url) { csrfFrom(form, url); }
+    if (!csrfPromise) { return Promise.resolve(); }
+    return csrfPromise.then(function (token) {
+      // Offline or blocked: keep the token the server rendered into the page.
+      if (token) { setHidden(form, "csrfmiddlewaretoken", token); }
+    });
+  }
+
+  function refreshToken(form) {
+    var url = form.getAttribute("data-esp-schema-url");
+    if (!url) { return Promise.resolve(); }
+    var request = isApi(form) ? fetchSchema(form, withoutCsrf(url)) :
+      csrfFrom(form, url, csrfPromise ? null : fetchSchema(form, url)) ||
+      fetchSchema(form, withoutCsrf(url));
+    var formToken = request.then(function (data) {
       if (!data || !data.form_token) { return; }
       setHidden(form, "form_token", data.form_token);
-      if (data.csrf_token && !isApi(form)) { setHidden(form, "csrfmiddlewaretoken", data.csrf_token); }
       form._espTokenAt = Date.now();
     }).catch(function () {
       // Offline or blocked: keep the token the server rendered into the page.
     });
+    form._espReadyPromise = Promise.all([formToken, ensureCsrf(form)]);
+    return form._espReadyPromise;
+  }
+
+  // A CAPTCHA answer is single-use: after the server refused one, the widget needs a new one.
+  function resetCaptcha(form) {
+    try {
+      var turnstileBox = form.querySelector(".cf-turnstile");
+      if (turnstileBox && window.turnstile) { window.turnstile.reset(turnstileBox); }
+      var hcaptchaBox = form.querySelector(".h-captcha");
+      if (hcaptchaBox && window.hcaptcha) {
+        var frame = hcaptchaBox.querySelector("iframe[data-hcaptcha-widget-id]");
+        window.hcaptcha.reset(frame ? frame.getAttribute("data-hcaptcha-widget-id") : undefined);
+      }
+    } catch (e) { /* the widget resets itself when its answer expires */ }
   }
 
   function messageBox(form) {
@@ -185,23 +245,27 @@
     showMessage(form, "", null);
     setBusy(form, true);
 
-    // getAttribute and the prototype's reset: an input named "action" or "reset" would
-    // shadow the form's own properties.
-    var api = isApi(form);
-    fetch(form.getAttribute("action") || window.location.href, api ? {
-      method: "POST",
-      body: jsonBody(form),
-      credentials: "omit",
-      headers: withLanguage(form, { "Accept": "application/json", "Content-Type": "application/json" })
-    } : {
-      method: "POST",
-      body: new FormData(form),
-      credentials: "same-origin",
-      headers: {
-        "Accept": "application/json",
-        "X-Requested-With": "XMLHttpRequest",
-        "X-CSRFToken": csrfToken(form)
-      }
+    // A quick visitor may submit before the page's token has arrived: wait for it.
+    (form._espReadyPromise || Promise.resolve()).then(function () {
+      return ensureCsrf(form);
+    }).catch(function () {}).then(function () {
+      // getAttribute and the prototype's reset: an input named "action" or "reset" would
+      // shadow the form's own properties.
+      return fetch(form.getAttribute("action") || window.location.href, isApi(form) ? {
+        method: "POST",
+        body: jsonBody(form),
+        credentials: "omit",
+        headers: withLanguage(form, { "Accept": "application/json", "Content-Type": "application/json" })
+      } : {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: {
+          "Accept": "application/json",
+          "X-Requested-With": "XMLHttpRequest",
+          "X-CSRFToken": csrfToken(form)
+        }
+      });
     }).then(function (response) {
       return response.json().then(function (data) {
         return { status: response.status, data: data };
@@ -225,6 +289,7 @@
         if (done) { done.focus(); }
         return;
       }
+      if (data.errors && data.errors.captcha) { resetCaptcha(form); }
       var shown = showErrors(form, data.errors);
       var message = data.message || text(form, "failed");
       if (shown.loose.length && shown.loose.indexOf(message) === -1) {
