@@ -7,6 +7,7 @@ retry, poll and resend, but never edit what a person typed or add a submission b
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Case, Count, F, FloatField, Q, QuerySet, When
+from django.db.models import Case, Count, F, FloatField, Q, QuerySet, Sum, When
 from django.db.models.functions import Cast
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,16 +24,19 @@ from django.urls import URLPattern, path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
-from django.utils.timezone import localtime
+from django.utils.text import capfirst
+from django.utils.timezone import localdate, localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from esp_forms import dashboard
 from esp_forms.conf import site_url
 from esp_forms.models import (
     DEFAULT_FIELD_LABELS,
     DeliveryStatus,
     FieldKind,
     FormField,
+    HoldReason,
     OptinStatus,
     Provider,
     ProviderAccount,
@@ -44,6 +48,8 @@ from esp_forms.models import (
 )
 from esp_forms.views.signup import render_signup_form
 
+# The form page sums its spam counts over this many days (today included).
+SPAM_SUMMARY_DAYS = 7
 ADMIN_MEDIA = forms.Media(css={"all": ["esp_forms/admin.css"]}, js=["esp_forms/admin.js"])
 
 
@@ -174,29 +180,46 @@ class ProviderAccountAdmin(admin.ModelAdmin):
         if obj.provider == Provider.SANDBOX:
             return format_html("<p>{}</p>", _("The sandbox needs no webhook: its confirmation "
                                               "page updates submissions directly."))
-        # The webhook view reads the secret from ?secret= (both providers) or, for eSputnik's
-        # workflow Webhook block, from the JSON body; the URL with the secret works everywhere.
-        url = (site_url() + reverse("esp_forms:webhook", args=[obj.provider, obj.pk])
-               + "?" + urlencode({"secret": obj.webhook_secret}))
-        rows = [(_("URL to paste"), url), (_("Secret"), obj.webhook_secret)]
+        # No secret in the URL (it would end up in access logs): eSputnik authenticates with
+        # HTTP Basic auth or the body's secret, UniSender signs the body with the API key.
+        # Older setups with ?secret= in the URL keep working.
+        url = site_url() + reverse("esp_forms:webhook", args=[obj.provider, obj.pk])
+        rows = [(_("Webhook URL"), url)]
         if obj.provider == Provider.ESPUTNIK:
+            from esp_forms.webhooks import BASIC_AUTH_USER
+
+            rows += [(_("Authentication login"), BASIC_AUTH_USER),
+                     (_("Authentication password"), obj.webhook_secret)]
             body = json.dumps({"email": "${EmailAddress}", "contactId": "${ContactId}",
                                "secret": obj.webhook_secret})
             rows.append((_("Workflow Webhook block body"), body))
-            where = _("eSputnik: the confirmation workflow's Webhook block (POST, JSON body "
-                      "above) and, for unsubscribes, Settings → Laboratory → Webhooks. See "
-                      "docs/providers/esputnik.md.")
+            where = _("eSputnik: Settings → Data export → New data export → Webhook with the URL, "
+                      "Authentication on (login and password above) and the statuses "
+                      "Unsubscribed and Spam; and the confirmation workflow's Webhook block "
+                      "(POST, JSON body above). See docs/providers/esputnik.md.")
         else:
             where = _("UniSender: register the URL once with setHook (events subscribe and "
-                      "unsubscribe, event_format=json_post). See docs/providers/unisender.md.")
+                      "unsubscribe, event_format=json_post). UniSender signs each call with "
+                      "your API key; there is no secret to paste. See "
+                      "docs/providers/unisender.md.")
         return format_html(
             '<dl class="esp-forms-copy-list">{}</dl><p class="help">{} {}</p>',
             format_html_join("", "<dt>{}</dt><dd>{}</dd>",
                              ((label, _copyable(text)) for label, text in rows)),
             where,
-            _("Callbacks are only hints: the app reads the contact's status from the provider "
-              "before changing anything."),
+            _("Confirmation callbacks are only hints: the app reads the contact's status from "
+              "the provider before changing anything."),
         )
+
+
+def _embed_tag(form: SignupForm, base: str) -> str:
+    """The one-tag embed (static/esp_forms/embed.js) of a form, with an absolute URL."""
+    from django.templatetags.static import static
+
+    script = static("esp_forms/embed.js")
+    if "://" not in script:
+        script = base + script
+    return f'<script src="{script}" data-form="{form.form_type}" async></script>'
 
 
 def _copyable(text: str) -> SafeString:
@@ -289,7 +312,8 @@ class SignupFormAdmin(admin.ModelAdmin):
     # No filter sidebar: sites have a handful of forms, and the eleven columns need the width.
     list_select_related = ["account"]
     search_fields = ["form_type", "title", "account__name"]
-    readonly_fields = ["provider_note", "overwrite_warning", "embed_snippet", "preview"]
+    readonly_fields = ["provider_note", "overwrite_warning", "embed_snippet", "spam_summary",
+                       "preview"]
 
     n_pending = _count_column("n_pending", _("pending"), "delivery_status__exact=pending")
     n_delivered = _count_column("n_delivered", _("delivered"),
@@ -322,9 +346,13 @@ class SignupFormAdmin(admin.ModelAdmin):
                                      "consent_text", "redirect_url"]}),
             (_("Embedding"), {"fields": ["allowed_origins"]}),
         ]
+        # Abuse protection (esp_forms.abuse, esp_forms.captcha), before the embedding section
+        # whose fields change once the form is saved.
+        fieldsets.insert(-1, (_("Abuse protection"), {"fields": ["captcha", "hourly_budget"]}))
         if obj is not None:
             # Both need the saved form_type: the snippet names it and the preview renders it.
-            fieldsets[-1][1]["fields"] = ["embed_snippet", "preview", "allowed_origins"]
+            fieldsets[-1][1]["fields"] = ["embed_snippet", "spam_summary", "preview",
+                                          "allowed_origins"]
         return fieldsets
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[SignupForm]:
@@ -351,14 +379,19 @@ class SignupFormAdmin(admin.ModelAdmin):
         if obj is None or not obj.pk:
             return format_html("<p>{}</p>", _(
                 "Options marked eSputnik or UniSender apply only to forms whose account uses "
-                "that provider; the others are ignored (and refused when set)."))
+                "that provider. Leave the other provider's options at their defaults: saving "
+                "refuses UniSender tags or overwrite mode, or an eSputnik formType, on a form "
+                "of another provider."))
         account = obj.account
         if account.provider == Provider.SANDBOX:
-            text = _("This form delivers to %(account)s, the offline sandbox: the eSputnik and "
-                     "UniSender options below are ignored.")
+            text = _("This form delivers to %(account)s, the offline sandbox: it uses none of "
+                     "the eSputnik and UniSender options below; leave them at their defaults "
+                     "(saving refuses UniSender tags or overwrite mode, or an eSputnik formType).")
         else:
             text = _("This form delivers to %(account)s: the %(provider)s options below "
-                     "apply, the others are ignored.")
+                     "apply. It uses none of the other provider's options; leave them at their "
+                     "defaults (saving refuses UniSender tags or overwrite mode, or an eSputnik "
+                     "formType, on a form of another provider).")
         parts = [format_html("<p>{}</p>", text % {
             "account": account.name, "provider": account.get_provider_display()})]
         if not account.is_active:
@@ -385,9 +418,30 @@ class SignupFormAdmin(admin.ModelAdmin):
             (_("JSON schema (GET)"), base + reverse("esp_forms:api_form", args=[obj.form_type])),
             (_("JSON submit (POST)"),
              base + reverse("esp_forms:api_submit", args=[obj.form_type])),
+            (_("Any other site (add its origin to the allowed origins)"), _embed_tag(obj, base)),
         ]
         return format_html('<dl class="esp-forms-copy-list">{}</dl>', format_html_join(
             "", "<dt>{}</dt><dd>{}</dd>", ((label, _copyable(text)) for label, text in rows)))
+
+    @admin.display(description=_("dropped as spam"))
+    def spam_summary(self, obj: SignupForm) -> SafeString:
+        """Spam is answered like a success and never stored: this is where it shows."""
+        since = localdate() - timedelta(days=SPAM_SUMMARY_DAYS - 1)
+        rows = (SpamCount.objects.filter(form=obj, day__gte=since).values("reason")
+                .annotate(total=Sum("count")).order_by("-total", "reason"))
+        labels = dict(SpamCount.Reason.choices)
+        parts = [f"{labels.get(row['reason'], row['reason'])}: {row['total']}" for row in rows]
+        url = reverse("admin:esp_forms_spamcount_changelist") + "?" + urlencode(
+            {"form__id__exact": obj.pk})
+        text = (_("In the last %(days)s days: %(counts)s.") % {
+                    "days": SPAM_SUMMARY_DAYS, "counts": ", ".join(parts)} if parts
+                else _("Nothing in the last %(days)s days.") % {"days": SPAM_SUMMARY_DAYS})
+        return format_html(
+            '<p>{} <a href="{}">{}</a></p><p class="help">{}</p>', text, url,
+            capfirst(SpamCount._meta.verbose_name_plural),
+            _("Submissions caught by the honeypot or the form token (missing, forged, too old, "
+              "or sent sooner than MIN_FILL_SECONDS after it was issued) are answered like a "
+              "success but not stored, and each is logged at INFO by esp_forms.spam."))
 
     @admin.display(description=_("live preview"))
     def preview(self, obj: SignupForm) -> SafeString:
@@ -404,9 +458,28 @@ class SignupFormAdmin(admin.ModelAdmin):
     def get_urls(self) -> list[URLPattern]:
         preview = self.admin_site.admin_view(self.preview_view)
         return [
+            path("dashboard/", self.admin_site.admin_view(self.dashboard_view),
+                 name="esp_forms_dashboard"),
             path("<path:object_id>/preview/", preview, name="esp_forms_signupform_preview"),
             *super().get_urls(),
         ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        submissions = reverse("admin:esp_forms_submission_changelist")
+        urls = {
+            "pending": f"{submissions}?delivery_status__exact=pending",
+            "failed": f"{submissions}?delivery_status__exact=failed",
+            "unconfirmed": f"{submissions}?optin_status__exact=unconfirmed",
+            "accounts": reverse("admin:esp_forms_provideraccount_changelist"),
+        }
+        return TemplateResponse(request, "admin/esp_forms/dashboard.html", {
+            **self.admin_site.each_context(request),
+            "title": _("Signups dashboard"),
+            "opts": self.model._meta,
+            **dashboard.context(request, urls),
+        })
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         obj = self.get_object(request, object_id)
@@ -480,15 +553,35 @@ def _pretty_json(data: Any) -> SafeString | str:
     return format_html('<pre class="esp-forms-json">{}</pre>', text)
 
 
+class HeldFilter(admin.SimpleListFilter):
+    """Signups the abuse gate held aside (esp_forms.abuse), by reason."""
+
+    title = _("held because")
+    parameter_name = "held"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [("any", _("Held (any reason)")), *HoldReason.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Submission]
+                 ) -> QuerySet[Submission]:
+        value = self.value()
+        if value == "any":
+            return queryset.filter(held_at__isnull=False)
+        if value in HoldReason.values:
+            return queryset.filter(held_at__isnull=False, held_reason=value)
+        return queryset
+
+
 @admin.register(Submission)
 class SubmissionAdmin(admin.ModelAdmin):
     inlines = [SubmissionEventInline]
-    list_display = ["email", "form", "delivery", "optin", "attempts", "created_at"]
-    list_filter = ["form", "delivery_status", "optin_status", "created_at"]
+    list_display = ["email", "form", "delivery", "optin", "held", "attempts", "created_at"]
+    list_filter = ["form", "delivery_status", "optin_status", HeldFilter, "created_at"]
     list_select_related = ["form"]
     search_fields = ["email"]
     date_hierarchy = "created_at"
-    actions = ["retry_failed", "refresh_optin", "resend_confirmation"]
+    actions = ["retry_failed", "refresh_optin", "resend_confirmation", "release_held",
+               "drop_held", "export_consent_records", "erase_personal_data"]
     fieldsets = [
         (_("Contact"), {"fields": ["email", "phone", "form", "pretty_data"]}),
         (_("Delivery"), {"fields": ["delivery", "attempts", "next_attempt_at",
@@ -497,8 +590,9 @@ class SubmissionAdmin(admin.ModelAdmin):
         (_("Double opt-in"), {"fields": ["optin", "confirmation_sent_at", "confirmed_at",
                                          "confirm_ip", "unsubscribed_at", "optin_checked_at",
                                          "next_optin_check_at"]}),
-        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "consent_text",
-                                         "purged_at"]}),
+        (_("Consent proof"), {"fields": ["created_at", "ip", "user_agent", "language",
+                                         "consent_text", "purged_at"]}),
+        (_("Abuse gate"), {"fields": ["held_at", "held_reason"]}),
     ]
 
     @property
@@ -526,6 +620,12 @@ class SubmissionAdmin(admin.ModelAdmin):
     @admin.display(description=_("opt-in status"), ordering="optin_status")
     def optin(self, obj: Submission) -> SafeString:
         return _badge(obj.optin_status, obj.get_optin_status_display())
+
+    @admin.display(description=_("held"), ordering="held_at")
+    def held(self, obj: Submission) -> SafeString | str:
+        if obj.held_at is None:
+            return ""
+        return _badge("held", obj.get_held_reason_display() or str(_("held")))
 
     @admin.display(description=_("data"))
     def pretty_data(self, obj: Submission) -> SafeString | str:
@@ -559,11 +659,94 @@ class SubmissionAdmin(admin.ModelAdmin):
     def resend_confirmation(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
         from esp_forms.optin import resend_confirmations
 
-        count = resend_confirmations(queryset)
+        # A held signup is released (which sends it), never mailed around the gate.
+        count = resend_confirmations(queryset.filter(held_at__isnull=True))
         self.message_user(request, ngettext(
             "%(count)d confirmation email queued.",
             "%(count)d confirmation emails queued.", count,
         ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
+
+
+    @admin.action(description=_("Release the held submissions (send them on)"),
+                  permissions=["change"])
+    def release_held(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        from esp_forms.abuse import release
+
+        count = release(queryset, by=request.user.get_username())
+        self.message_user(request, ngettext(
+            "%(count)d held submission released.",
+            "%(count)d held submissions released.", count,
+        ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
+
+    @admin.action(description=_("Drop the held submissions (send nothing)"),
+                  permissions=["change"])
+    def drop_held(self, request: HttpRequest, queryset: QuerySet[Submission]) -> None:
+        from esp_forms.abuse import drop
+
+        count = drop(queryset, by=request.user.get_username())
+        self.message_user(request, ngettext(
+            "%(count)d held submission dropped.",
+            "%(count)d held submissions dropped.", count,
+        ) % {"count": count}, messages.SUCCESS if count else messages.WARNING)
+
+    # --- consent records (esp_forms.consent): per person, not per selected row ---
+
+    @staticmethod
+    def _people(queryset: QuerySet[Submission]) -> list[str]:
+        emails = queryset.exclude(email="").values_list("email", flat=True)
+        return sorted({email.lower() for email in emails})
+
+    @admin.action(description=_("Export the personal data of these people (JSON)"),
+                  permissions=["view"])
+    def export_consent_records(self, request: HttpRequest,
+                               queryset: QuerySet[Submission]) -> HttpResponse | None:
+        from esp_forms import consent
+
+        people = self._people(queryset)
+        if not people:
+            self.message_user(request, _("The selected submissions hold no email address "
+                                         "(their personal data was erased)."),
+                              messages.WARNING)
+            return None
+        response = HttpResponse(consent.export_json(people),
+                                content_type="application/json; charset=utf-8")
+        stamp = localtime().strftime("%Y%m%d-%H%M%S")
+        response["Content-Disposition"] = (
+            f'attachment; filename="esp-forms-consent-{stamp}.json"')
+        return response
+
+    @admin.action(description=_("Erase the personal data of these people…"),
+                  permissions=["delete"])
+    def erase_personal_data(self, request: HttpRequest,
+                            queryset: QuerySet[Submission]) -> TemplateResponse | None:
+        from esp_forms import consent
+
+        people = self._people(queryset)
+        if not people:
+            self.message_user(request, _("The selected submissions hold no email address "
+                                         "(their personal data was erased)."),
+                              messages.WARNING)
+            return None
+        if request.POST.get("confirm") == "yes":
+            erased = sum(consent.erase(email, by=request.user.get_username()).submissions
+                         for email in people)
+            self.message_user(request, ngettext(
+                "The personal data of %(people)d person was erased (%(count)d submissions; "
+                "their statuses and counts are kept).",
+                "The personal data of %(people)d people was erased (%(count)d submissions; "
+                "their statuses and counts are kept).", len(people),
+            ) % {"people": len(people), "count": erased}, messages.SUCCESS)
+            return None
+        held = {email: consent.submissions_of(email).count() for email in people}
+        return TemplateResponse(request, "admin/esp_forms/submission/erase_confirmation.html", {
+            **self.admin_site.each_context(request),
+            "title": _("Erase personal data"),
+            "opts": self.model._meta,
+            "people": sorted(held.items()),
+            "total": sum(held.values()),
+            "selected": queryset.values_list("pk", flat=True),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        })
 
 
 # --- read-only lists -------------------------------------------------------------------------

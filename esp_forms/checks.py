@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import DatabaseError
@@ -16,10 +18,20 @@ class Codes:
     UNISENDER_WITHOUT_LISTS = "esp_forms.E004"
     BAD_SETTING = "esp_forms.E005"
     DUPLICATE_STANDARD_FIELD = "esp_forms.E006"
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = "esp_forms.E010"
+    UNISENDER_BAD_LANGUAGE = "esp_forms.E011"
     UNKNOWN_SETTING = "esp_forms.W001"
     ACCOUNT_WITHOUT_KEY = "esp_forms.W002"
     LOCAL_RATE_LIMITER = "esp_forms.W003"
     ACCOUNT_CONFIG_ERROR = "esp_forms.W004"
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = "esp_forms.W008"
+    ORIGINS_WITHOUT_CORS = "esp_forms.W023"
+    METRICS_WITHOUT_LIBRARY = "esp_forms.E022"
+    BAD_METRICS_ALLOWED_IPS = "esp_forms.E023"
+    METRICS_SINGLE_PROCESS = "esp_forms.W020"
+    LOCAL_THROTTLE_CACHE = "esp_forms.W005"
+    DUMMY_THROTTLE_CACHE = "esp_forms.W006"
+    SITE_URL_NOT_SERVED = "esp_forms.W007"
 
 
 class Messages:
@@ -36,6 +48,35 @@ class Messages:
         "esp_forms has no Redis for its rate limiter, so each worker process counts alone."
     )
     ACCOUNT_CONFIG_ERROR = "Provider account '{account}' is failing: {error}"
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
+        "eSputnik form '{form}' uses provider double opt-in without a confirmed segment, so no "
+        "signup can ever be confirmed.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "eSputnik account '{account}' has no webhook secret, so every callback (confirmations, "
+        "unsubscribes) is refused.")
+    UNISENDER_BAD_LANGUAGE = (
+        "UniSender account '{account}' uses the API language '{language}'; UniSender knows "
+        "en, ru and ua only.")
+    ORIGINS_WITHOUT_CORS = (
+        "Signup form '{form}' allows other origins, but django-cors-headers is not set up, so "
+        "browsers there cannot read the API's answers (the embed script shows nothing).")
+    METRICS_WITHOUT_LIBRARY = (
+        "The metrics endpoint is enabled but prometheus_client is not installed.")
+    BAD_METRICS_ALLOWED_IPS = "ESP_FORMS['METRICS_ALLOWED_IPS'] has entries that are not IP "\
+        "addresses or networks: {bad}"
+    METRICS_SINGLE_PROCESS = (
+        "The metrics endpoint is enabled without PROMETHEUS_MULTIPROC_DIR: provider call and "
+        "rate-limit counters of Celery workers are not visible to it.")
+    LOCAL_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which is "
+        "local to each process ({backend}): with several web processes each counts alone.")
+    DUMMY_THROTTLE_CACHE = (
+        "The per-IP submit throttle (SUBMIT_THROTTLE) counts in the '{alias}' cache, which "
+        "stores nothing ({backend}): no client is ever throttled.")
+    SITE_URL_NOT_SERVED = (
+        "ESP_FORMS['SITE_URL'] is '{url}', but this site does not answer to '{host}' "
+        "(ALLOWED_HOSTS): confirmation emails, the admin's embed links and the webhook URLs "
+        "built from it point elsewhere.")
 
 
 class Hints:
@@ -54,6 +95,31 @@ class Hints:
         "running more than one worker process."
     )
     ACCOUNT_CONFIG_ERROR = "Fix the account, then run 'manage.py esp_forms_check_accounts'."
+    ESPUTNIK_WITHOUT_CONFIRMED_GROUP = (
+        "Set the form's confirmed segment (e.g. Confirmed) and add an 'Add to segment' step "
+        "after 'Confirm contact' in the eSputnik workflow; see docs/providers/esputnik.md.")
+    ESPUTNIK_WITHOUT_WEBHOOK_SECRET = (
+        "Set a long random webhook secret on the account and use it as the activity webhook's "
+        "password and in the workflow Webhook block.")
+    UNISENDER_BAD_LANGUAGE = "Set the account's API language to en, ru or ua (ua for Ukrainian)."
+    ORIGINS_WITHOUT_CORS = (
+        "Add 'corsheaders' to INSTALLED_APPS and 'corsheaders.middleware.CorsMiddleware' to "
+        "MIDDLEWARE above CommonMiddleware (docs/embedding.md, CORS).")
+    METRICS_WITHOUT_LIBRARY = "pip install 'esp-forms[metrics]', or unset METRICS_TOKEN and "\
+        "METRICS_ALLOWED_IPS."
+    BAD_METRICS_ALLOWED_IPS = "Use a list such as ['127.0.0.1', '10.0.0.0/8', '::1']."
+    METRICS_SINGLE_PROCESS = (
+        "Set PROMETHEUS_MULTIPROC_DIR to the same empty directory for the web server and the "
+        "workers (see docs/operations.md), or silence this check if they share one process.")
+    LOCAL_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a cache every process shares (Redis, Memcached, the "
+        "database), or silence esp_forms.W005 if the site runs in one process.")
+    DUMMY_THROTTLE_CACHE = (
+        "Point CACHES['default'] at a real shared cache, or set ESP_FORMS['SUBMIT_THROTTLE'] "
+        "to None to turn the throttle off on purpose.")
+    SITE_URL_NOT_SERVED = (
+        "Set SITE_URL to the address visitors and providers reach this site at (locally e.g. "
+        "http://127.0.0.1:8000), or add its host to ALLOWED_HOSTS.")
 
 
 @register(Tags.compatibility)
@@ -109,6 +175,15 @@ def check_forms(app_configs=None, databases=None, **kwargs):
             errors.append(Warning(Messages.ACCOUNT_WITHOUT_KEY.format(
                 account=account.name, provider=account.provider),
                 hint=Hints.ACCOUNT_WITHOUT_KEY, obj=account, id=Codes.ACCOUNT_WITHOUT_KEY))
+        if account.provider == "esputnik" and not account.webhook_secret.strip():
+            errors.append(Warning(Messages.ESPUTNIK_WITHOUT_WEBHOOK_SECRET.format(
+                account=account.name), hint=Hints.ESPUTNIK_WITHOUT_WEBHOOK_SECRET, obj=account,
+                id=Codes.ESPUTNIK_WITHOUT_WEBHOOK_SECRET))
+        if account.provider == "unisender" and account.api_language not in ("en", "ru", "ua"):
+            errors.append(Error(Messages.UNISENDER_BAD_LANGUAGE.format(
+                account=account.name, language=account.api_language),
+                hint=Hints.UNISENDER_BAD_LANGUAGE, obj=account,
+                id=Codes.UNISENDER_BAD_LANGUAGE))
         if account.is_active and account.config_error:
             errors.append(Warning(Messages.ACCOUNT_CONFIG_ERROR.format(
                 account=account.name, error=account.config_error),
@@ -134,6 +209,12 @@ def check_forms(app_configs=None, databases=None, **kwargs):
                     form=form.form_type, count=count, kind=kind.value),
                     hint=Hints.DUPLICATE_STANDARD_FIELD, obj=form,
                     id=Codes.DUPLICATE_STANDARD_FIELD))
+        if (form.account.provider == "esputnik" and form.double_opt_in == "provider"
+                and not form.confirmed_group.strip()):
+            errors.append(Error(
+                Messages.ESPUTNIK_WITHOUT_CONFIRMED_GROUP.format(form=form.form_type),
+                hint=Hints.ESPUTNIK_WITHOUT_CONFIRMED_GROUP, obj=form,
+                id=Codes.ESPUTNIK_WITHOUT_CONFIRMED_GROUP))
         if form.account.provider == "unisender" and (
                 not form.list_values or not all(v.isdigit() for v in form.list_values)):
             errors.append(Error(Messages.UNISENDER_WITHOUT_LISTS.format(form=form.form_type),
@@ -180,4 +261,195 @@ def check_outbox(app_configs=None, **kwargs):
                 OutboxMessages.NEW_CONNECTION_PER_REQUEST.format(alias=alias),
                 hint=OutboxHints.NEW_CONNECTION_PER_REQUEST,
                 id=OutboxCodes.NEW_CONNECTION_PER_REQUEST))
+    return errors
+
+
+CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
+
+
+@register(Tags.database)
+def check_embedding(app_configs=None, databases=None, **kwargs):
+    """Forms that allow other origins need django-cors-headers to be wired in."""
+    if not databases:
+        return []
+    if "corsheaders" in settings.INSTALLED_APPS and CORS_MIDDLEWARE in settings.MIDDLEWARE:
+        return []
+    from esp_forms.models import SignupForm
+
+    try:
+        forms = list(SignupForm.objects.filter(is_active=True).exclude(allowed_origins=""))
+    except DatabaseError:  # not migrated yet
+        return []
+    return [Warning(Messages.ORIGINS_WITHOUT_CORS.format(form=form.form_type),
+                    hint=Hints.ORIGINS_WITHOUT_CORS, obj=form, id=Codes.ORIGINS_WITHOUT_CORS)
+            for form in forms if form.origin_values]
+
+
+@register(Tags.compatibility)
+def check_metrics(app_configs=None, **kwargs):
+    import ipaddress
+    import os
+
+    from esp_forms import metrics
+
+    allowed = get_setting("METRICS_ALLOWED_IPS") or []
+    errors = []
+    bad = []
+    for entry in [allowed] if isinstance(allowed, str) else allowed:
+        try:
+            ipaddress.ip_network(str(entry).strip(), strict=False)
+        except ValueError:
+            bad.append(str(entry))
+    if bad:
+        errors.append(Error(Messages.BAD_METRICS_ALLOWED_IPS.format(bad=", ".join(bad)),
+                            hint=Hints.BAD_METRICS_ALLOWED_IPS,
+                            id=Codes.BAD_METRICS_ALLOWED_IPS))
+    if not (get_setting("METRICS_TOKEN") or allowed):
+        return errors
+    if not metrics.AVAILABLE:
+        errors.append(Error(Messages.METRICS_WITHOUT_LIBRARY, hint=Hints.METRICS_WITHOUT_LIBRARY,
+                            id=Codes.METRICS_WITHOUT_LIBRARY))
+    elif not os.environ.get(metrics.MULTIPROC_ENV):
+        errors.append(Warning(Messages.METRICS_SINGLE_PROCESS, hint=Hints.METRICS_SINGLE_PROCESS,
+                              id=Codes.METRICS_SINGLE_PROCESS))
+    return errors
+
+
+# Cache backends that cannot throttle across processes: counting alone, or not at all.
+_PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
+_DUMMY_CACHES = ("django.core.cache.backends.dummy.DummyCache",)
+
+
+@register(Tags.caches)
+def check_throttle_cache(app_configs=None, **kwargs):
+    """The submit throttle counts in Django's default cache (DRF's SimpleRateThrottle).
+
+    Under DEBUG (runserver, one process) a local cache is fine; a deployed site runs several
+    processes, where a per-process cache lets each allow the full rate.
+    """
+    from django.core.cache import DEFAULT_CACHE_ALIAS
+
+    if settings.DEBUG or not get_setting("SUBMIT_THROTTLE"):
+        return []
+    backend = (settings.CACHES.get(DEFAULT_CACHE_ALIAS) or {}).get("BACKEND", "")
+    args = {"alias": DEFAULT_CACHE_ALIAS, "backend": backend}
+    if backend in _PER_PROCESS_CACHES:
+        return [Warning(Messages.LOCAL_THROTTLE_CACHE.format(**args),
+                        hint=Hints.LOCAL_THROTTLE_CACHE, id=Codes.LOCAL_THROTTLE_CACHE)]
+    if backend in _DUMMY_CACHES:
+        return [Warning(Messages.DUMMY_THROTTLE_CACHE.format(**args),
+                        hint=Hints.DUMMY_THROTTLE_CACHE, id=Codes.DUMMY_THROTTLE_CACHE)]
+    return []
+
+
+@register(Tags.compatibility)
+def check_site_url(app_configs=None, **kwargs):
+    """SITE_URL is the base of every link built without a request; a copied example (or a
+    stale host) sends visitors and providers somewhere else, and nothing else would say so."""
+    from django.http.request import split_domain_port, validate_host
+
+    configured = get_setting("SITE_URL")
+    if not configured:
+        return []  # derived from ALLOWED_HOSTS, so it agrees by construction
+    parts = urlsplit(str(configured))
+    domain, _port = split_domain_port(parts.netloc.rpartition("@")[2])
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]  # what Django itself accepts then
+    if parts.scheme in ("http", "https") and domain and validate_host(domain, allowed):
+        return []
+    return [Warning(Messages.SITE_URL_NOT_SERVED.format(url=configured, host=domain or "?"),
+                    hint=Hints.SITE_URL_NOT_SERVED, id=Codes.SITE_URL_NOT_SERVED)]
+# --- abuse gate and CAPTCHA (esp_forms.abuse, esp_forms.captcha) ------------------------------
+
+class AbuseCodes:
+    CAPTCHA_WITHOUT_KEYS = "esp_forms.E016"
+    BAD_PRE_SEND_HOOK = "esp_forms.E017"
+    BAD_BUDGET_SETTING = "esp_forms.E018"
+    NO_MAILBOX_BUDGET = "esp_forms.W014"
+
+
+class AbuseMessages:
+    CAPTCHA_WITHOUT_KEYS = ("Signup form '{form}' asks for {provider} but ESP_FORMS has no "
+                            "{missing}.")
+    BAD_PRE_SEND_HOOK = "ESP_FORMS['PRE_SEND_HOOK'] = {path!r} cannot be used: {why}"
+    BAD_BUDGET_SETTING = "ESP_FORMS['{name}'] = {value!r} is not {what}."
+    NO_MAILBOX_BUDGET = ("ESP_FORMS['MAILBOX_BUDGET'] is None: anyone can have any address "
+                         "sent any number of confirmation emails (list bombing).")
+
+
+class AbuseHints:
+    CAPTCHA_WITHOUT_KEYS = ("Add the site and secret keys from the provider's dashboard to "
+                            "ESP_FORMS, or switch the form's CAPTCHA off in the admin.")
+    BAD_PRE_SEND_HOOK = "Give the dotted path of a callable hook(submission, action)."
+    BAD_BUDGET_SETTING = "See the abuse gate and CAPTCHA settings in docs/settings.md."
+    NO_MAILBOX_BUDGET = "Set it to a small number, e.g. 1 (the default). See docs/security.md."
+
+
+@register(Tags.security)
+def check_abuse_settings(app_configs=None, **kwargs):
+    from django.utils.module_loading import import_string
+
+    errors = []
+    path = get_setting("PRE_SEND_HOOK")
+    if path:
+        why = None
+        try:
+            hook = import_string(path) if isinstance(path, str) else path
+            if not callable(hook):
+                why = "it is not callable"
+        except ImportError as err:
+            why = str(err)
+        if why:
+            errors.append(Error(AbuseMessages.BAD_PRE_SEND_HOOK.format(path=path, why=why),
+                                hint=AbuseHints.BAD_PRE_SEND_HOOK,
+                                id=AbuseCodes.BAD_PRE_SEND_HOOK))
+    expectations = [
+        ("MAILBOX_BUDGET", True, "a whole number of emails (0 or more) or None"),
+        ("FORM_HOURLY_BUDGET", True, "a whole number of signups (0 or more) or None"),
+        ("MAILBOX_BUDGET_WINDOW", False, "a positive whole number of seconds"),
+    ]
+    for name, none_ok, what in expectations:
+        value = get_setting(name)
+        if value is None and none_ok:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if none_ok
+                                                                               else 1):
+            errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+                name=name, value=value, what=what),
+                hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
+    timeout = get_setting("CAPTCHA_TIMEOUT")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        errors.append(Error(AbuseMessages.BAD_BUDGET_SETTING.format(
+            name="CAPTCHA_TIMEOUT", value=timeout, what="a positive number of seconds"),
+            hint=AbuseHints.BAD_BUDGET_SETTING, id=AbuseCodes.BAD_BUDGET_SETTING))
+    if get_setting("MAILBOX_BUDGET") is None:
+        errors.append(Warning(AbuseMessages.NO_MAILBOX_BUDGET, hint=AbuseHints.NO_MAILBOX_BUDGET,
+                              id=AbuseCodes.NO_MAILBOX_BUDGET))
+    return errors
+
+
+@register(Tags.database)
+def check_captcha_keys(app_configs=None, databases=None, **kwargs):
+    if not databases:
+        return []
+    from esp_forms.captcha import VERIFIERS
+    from esp_forms.models import SignupForm
+
+    try:
+        forms = list(SignupForm.objects.filter(is_active=True).exclude(captcha=""))
+    except DatabaseError:  # not migrated yet
+        return []
+    errors = []
+    for form in forms:
+        verifier = VERIFIERS.get(form.captcha)
+        if verifier is None:
+            continue
+        missing = [f"{verifier.settings_prefix}_{suffix}" for suffix in ("SITE_KEY", "SECRET_KEY")
+                   if not verifier.setting(suffix)]
+        if missing:
+            errors.append(Error(AbuseMessages.CAPTCHA_WITHOUT_KEYS.format(
+                form=form.form_type, provider=verifier.label, missing=" and ".join(missing)),
+                hint=AbuseHints.CAPTCHA_WITHOUT_KEYS, obj=form,
+                id=AbuseCodes.CAPTCHA_WITHOUT_KEYS))
     return errors

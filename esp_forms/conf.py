@@ -55,6 +55,12 @@ DEFAULTS: dict[str, Any] = {
     "POLL_INITIAL_DELAY": 5 * 60,
     "POLL_MAX_INTERVAL": 24 * 3600,
     "POLL_BATCH_SIZE": 100,
+    # Reconciliation (esp_forms_reconcile and its beat task): how many tracked submissions
+    # one run reads at most, least recently checked first; the account's rate limit applies.
+    "RECONCILE_BATCH_SIZE": 200,
+    # How long an eSputnik unsubscribe webhook waits for a submission a worker has locked
+    # before answering 503 (eSputnik then sends it again). UniSender wants an answer in 3 s.
+    "WEBHOOK_LOCK_TIMEOUT": 2.0,
     # Local double opt-in: how long a confirmation link is valid, and the least time between
     # two confirmation emails to the same submission.
     "CONFIRMATION_MAX_AGE": 7 * 24 * 3600,
@@ -67,6 +73,34 @@ DEFAULTS: dict[str, Any] = {
     "MIN_FILL_SECONDS": 2,
     "MAX_FORM_AGE": 3 * 24 * 3600,
     "HONEYPOT_FIELD": "website",
+    # --- abuse gate (esp_forms.abuse; docs/security.md) -----------------------------------
+    # Confirmation emails plus provider invitations one mailbox may be sent per window,
+    # across all forms of one provider account. The mailbox is normalised first (case,
+    # +tag, dots of Gmail addresses), so victim+1@ and v.i.c.t.i.m@ share one budget.
+    # Signups over it are held for review. None: no limit.
+    "MAILBOX_BUDGET": 1,
+    "MAILBOX_BUDGET_WINDOW": 24 * 3600,
+    # Signups per form per hour handed on to a confirmation email or the provider (a form's
+    # own "hourly budget" overrides it); more are held and the admins get one alert per form
+    # per hour. None or 0: no limit.
+    "FORM_HOURLY_BUDGET": 100,
+    # Dotted path of a callable ``hook(submission, action) -> bool | str | None`` asked before
+    # anything is sent; False or a string (the reason) holds the signup. See also the
+    # ``pre_send`` signal.
+    "PRE_SEND_HOOK": None,
+    # --- CAPTCHA (switched on per form) --------------------------------------------------
+    "TURNSTILE_SITE_KEY": None,
+    "TURNSTILE_SECRET_KEY": None,
+    "TURNSTILE_VERIFY_URL": "https://challenges.cloudflare.com/turnstile/v0/siteverify",
+    "TURNSTILE_SCRIPT_URL": "https://challenges.cloudflare.com/turnstile/v0/api.js",
+    "HCAPTCHA_SITE_KEY": None,
+    "HCAPTCHA_SECRET_KEY": None,
+    "HCAPTCHA_VERIFY_URL": "https://api.hcaptcha.com/siteverify",
+    "HCAPTCHA_SCRIPT_URL": "https://js.hcaptcha.com/1/api.js",
+    # Seconds to wait for the verifier; and whether a signup is accepted when the verifier
+    # cannot be reached (False: the visitor is asked to try again; nothing is stored).
+    "CAPTCHA_TIMEOUT": 5.0,
+    "CAPTCHA_FAIL_OPEN": False,
     # --- input ---------------------------------------------------------------------------
     "PHONE_DEFAULT_REGION": None,  # e.g. "UA"; None: numbers must start with +
     "MAX_FIELD_LENGTH": 255,
@@ -86,6 +120,11 @@ DEFAULTS: dict[str, Any] = {
     "ALERT_INTERVAL": 3600,
     # Celery queue for the app's tasks; None: the default queue.
     "CELERY_QUEUE": None,
+    # --- metrics (GET /esp-forms/metrics/, Prometheus text) ------------------------------
+    # Off while both are empty. A scrape needs "Authorization: Bearer <METRICS_TOKEN>" or a
+    # client IP inside one of METRICS_ALLOWED_IPS (addresses or networks, e.g. "10.0.0.0/8").
+    "METRICS_TOKEN": None,
+    "METRICS_ALLOWED_IPS": [],
 }
 
 

@@ -32,14 +32,14 @@ from esp_forms.exceptions import (
     TransientProviderError,
 )
 from esp_forms.models import DoubleOptIn, EventKind, Submission
-from esp_forms.outbox import _locked, log_event, send_task, submission_stored
+from esp_forms.outbox import _locked, hand_off, log_event, send_task, submission_stored
 from esp_forms.providers import get_provider
 from esp_forms.providers.base import BaseProvider, SubscribeResult
 from esp_forms.statuses import DeliveryStatus, OptinStatus
 
 __all__ = [
     "DUE_TOLERANCE", "Outcome", "Result", "_locked", "deliver", "dispatch_due",
-    "due_submissions", "log_event", "resolve_unknown_attempt", "retry_delay",
+    "due_submissions", "hand_off", "log_event", "resolve_unknown_attempt", "retry_delay",
     "retry_submissions", "send_task", "submission_stored",
 ]
 
@@ -67,6 +67,7 @@ class Result(enum.StrEnum):
     LEASE_LOST = "lease-lost"  # the lease ran out mid-call; the new owner records the outcome
     QUEUED = "queued"  # the sweeper handed the claimed row to a worker task
     ERROR = "error"  # raised outside the provider call: logged and backed off
+    HELD = "held"  # held by the abuse gate until an admin releases it
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ def deliver_claimed(submission: Submission, *, owner: str, force: bool = False) 
     if submission.delivery_status != DeliveryStatus.PENDING:
         release()
         return Outcome(Result(f"already-{submission.delivery_status}"))
+    if submission.held_at is not None:
+        # Held by the abuse gate: only an admin's release sends it (esp_forms.abuse).
+        release()
+        return Outcome(Result.HELD)
     if form.double_opt_in == DoubleOptIn.LOCAL and submission.optin_status != OptinStatus.CONFIRMED:
         return _hold_for_confirmation(submission, owner)
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED):

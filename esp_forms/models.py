@@ -59,10 +59,28 @@ class Provider(models.TextChoices):
     SANDBOX = "sandbox", _("Sandbox (offline, no account)")
 
 
+# UniSender's <lang> path segments (the official wrapper allows these three; "uk" is not one).
+API_LANGUAGES = [("en", "English (en)"), ("ru", "Русский (ru)"), ("ua", "Українська (ua)")]
+
+
 class DoubleOptIn(models.TextChoices):
     PROVIDER = "provider", _("Provider sends the confirmation email")
     LOCAL = "local", _("This site sends the confirmation email")
     OFF = "off", _("Off (no confirmation)")
+
+
+class Captcha(models.TextChoices):
+    OFF = "", _("Off")
+    TURNSTILE = "turnstile", "Cloudflare Turnstile"
+    HCAPTCHA = "hcaptcha", "hCaptcha"
+
+
+class HoldReason(models.TextChoices):
+    """Why a stored signup was held aside instead of mailed or delivered (esp_forms.abuse)."""
+
+    MAILBOX_BUDGET = "mailbox_budget", _("Mailbox over its daily budget")
+    FORM_BUDGET = "form_budget", _("Form over its hourly budget")
+    HOOK_DENIED = "hook_denied", _("Denied by the pre-send hook")
 
 
 class ProviderAccount(models.Model):
@@ -79,8 +97,9 @@ class ProviderAccount(models.Model):
                     "Blank: the provider's real host."),
     )
     api_language = models.CharField(
-        _("API language"), max_length=5, default="en",
-        help_text=_("UniSender: language of the API's messages (en or ru)."),
+        _("API language"), max_length=5, default="en", choices=API_LANGUAGES,
+        help_text=_("UniSender: language of the API's messages (en, ru or ua; part of the API "
+                    "URL, so a wrong one is refused)."),
     )
     rate_limit_per_minute = models.PositiveIntegerField(
         _("rate limit per minute"), null=True, blank=True,
@@ -194,6 +213,17 @@ class SignupForm(models.Model):
         help_text=_("Other sites allowed to post to the JSON API (CORS), one origin per line, "
                     "e.g. https://shop.example.com."),
     )
+    captcha = models.CharField(
+        _("CAPTCHA"), max_length=20, choices=Captcha.choices, blank=True, default=Captcha.OFF,
+        help_text=_("Ask visitors to pass a CAPTCHA before the signup is stored. Needs the "
+                    "provider's site and secret keys in the ESP_FORMS settings."),
+    )
+    hourly_budget = models.PositiveIntegerField(
+        _("hourly budget"), null=True, blank=True,
+        help_text=_("Signups per hour handed on to a confirmation email or the provider; more "
+                    "are held for review and the admins are alerted. Blank: the "
+                    "FORM_HOURLY_BUDGET setting; 0: no limit."),
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -260,6 +290,12 @@ class SignupForm(models.Model):
                 errors["tags"] = _("Tags are a UniSender option.")
             if self.overwrite != 2:
                 errors["overwrite"] = _("The overwrite mode is a UniSender option.")
+        if (provider == Provider.ESPUTNIK and self.double_opt_in == DoubleOptIn.PROVIDER
+                and not self.confirmed_group.strip()):
+            errors["confirmed_group"] = _(
+                "eSputnik has no API field that says a contact confirmed: the confirmation "
+                "workflow must add confirmed contacts to a segment, and this site reads it. Name "
+                "that segment (e.g. Confirmed), or choose another double opt-in mode.")
         if provider not in (Provider.ESPUTNIK, None) and self.provider_form_type:
             errors["provider_form_type"] = _("formType is an eSputnik option.")
         for origin in self.origin_values:
@@ -368,6 +404,9 @@ class Submission(models.Model):
     ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
     user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"), blank=True)
+    # The language the visitor read the form in (Django's active language at signup): the
+    # confirmation email is written in it, whoever sends it. Blank: the site's LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=15, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
@@ -382,6 +421,11 @@ class Submission(models.Model):
                                                blank=True)
     # Set by esp_forms_purge when personal data was erased.
     purged_at = models.DateTimeField(_("personal data erased at"), null=True, blank=True)
+    # Held aside by the abuse gate (esp_forms.abuse): stored, but no email and no provider
+    # call until an admin releases it. Delivery status stays pending, so outside nothing shows.
+    held_at = models.DateTimeField(_("held since"), null=True, blank=True, db_index=True)
+    held_reason = models.CharField(_("held because"), max_length=20, blank=True,
+                                   choices=HoldReason.choices)
 
     # The outbox's claim (esp_forms.outbox): whoever holds an unexpired lease is the only one
     # working on the row (delivering, reading its status, purging it); a dead worker's lease
@@ -434,6 +478,9 @@ class EventKind(models.TextChoices):
     EXPIRED = "expired", _("Expired")
     ADMIN = "admin", _("Admin action")
     PURGED = "purged", _("Personal data erased")
+    HELD = "held", _("Held for review")
+    RELEASED = "released", _("Released from hold")
+    DROPPED = "dropped", _("Dropped")
 
 
 class SubmissionEvent(models.Model):
@@ -462,6 +509,12 @@ class SpamCount(models.Model):
         TOO_FAST = "too_fast", _("Submitted too fast")
         TOO_OLD = "too_old", _("Form token too old")
         BAD_TOKEN = "bad_token", _("Missing or forged form token")
+        # Blocks of the abuse gate (esp_forms.abuse): the first three are held, not dropped.
+        MAILBOX_BUDGET = "mailbox_budget", _("Held: mailbox over its daily budget")
+        FORM_BUDGET = "form_budget", _("Held: form over its hourly budget")
+        HOOK_DENIED = "hook_denied", _("Held: denied by the pre-send hook")
+        CAPTCHA_FAILED = "captcha_failed", _("Rejected: CAPTCHA not passed")
+        CAPTCHA_UNAVAILABLE = "captcha_down", _("CAPTCHA verifier unreachable")
 
     form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="spam_counts")
     reason = models.CharField(max_length=20, choices=Reason.choices)
@@ -479,6 +532,29 @@ class SpamCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.form_id} {self.reason} {self.day}: {self.count}"
+
+
+class AbuseCounter(models.Model):
+    """One budget's count in one fixed time window, shared by every process (esp_forms.abuse).
+
+    ``key`` names the budget and never holds an address: a mailbox is keyed by a keyed hash.
+    """
+
+    key = models.CharField(max_length=100)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+    expires_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("abuse counter")
+        verbose_name_plural = _("abuse counters")
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"],
+                                    name="esp_forms_abuse_unique_window"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start:%Y-%m-%d %H:%M}: {self.count}"
 
 
 class SandboxContact(models.Model):

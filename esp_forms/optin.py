@@ -52,7 +52,7 @@ def apply_status(submission: Submission, status: str, *, source: str, ip: str | 
     if status == submission.optin_status or status == OptinStatus.UNCONFIRMED:
         return False
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED) and \
-            status == OptinStatus.CONFIRMED and source != "provider":
+            status == OptinStatus.CONFIRMED and source not in ("provider", "reconcile"):
         # Only the provider's own reading may revive an ended subscription.
         return False
     now = timezone.now()
@@ -279,8 +279,9 @@ def send_confirmation_locked(submission: Submission) -> str:
         return select_template([f"esp_forms/email/{form.form_type}/{name}",
                                 f"esp_forms/email/{name}"]).render(context)
 
-    # In the site's language (LANGUAGE_CODE), whoever sends it: a worker, or an admin's resend.
-    with translation.override(settings.LANGUAGE_CODE):
+    # In the language the visitor signed up in (else the site's LANGUAGE_CODE), whoever sends
+    # it: a worker, or an admin browsing in another language who resends it.
+    with translation.override(submission.language or settings.LANGUAGE_CODE):
         message = EmailMultiAlternatives(
             subject=" ".join(render("confirm_subject.txt").split()),
             body=render("confirm_body.txt"),

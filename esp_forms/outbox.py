@@ -342,7 +342,16 @@ def submission_stored(submission: Submission, *, created: bool) -> None:
 
     Queues the next step after commit: the confirmation email for local double opt-in, the
     provider delivery otherwise. If the broker is down the row stays pending for the sweeper.
+    The abuse gate comes first: a held signup gets nothing queued until an admin releases it.
     """
+    from esp_forms import abuse
+
+    if abuse.admit(submission, created=created):
+        hand_off(submission, created=created)
+
+
+def hand_off(submission: Submission, *, created: bool) -> None:
+    """Queue the next step for ``submission`` after commit (no gate: see submission_stored)."""
     if submission.form.double_opt_in == DoubleOptIn.LOCAL:
         if submission.optin_status == OptinStatus.UNCONFIRMED:
             enqueue_on_commit(CONFIRMATION_TASK, submission.pk)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from esp_forms import metrics
 from esp_forms.conf import get_setting
 
 if TYPE_CHECKING:
@@ -115,4 +116,7 @@ def acquire_for(provider: BaseProvider) -> float:
     """Take a slot for one call through ``provider``: deliveries and status reads of an account
     share one budget, the account's limit or the provider's documented one."""
     limit, window = provider.rate_limit
-    return acquire(f"account:{provider.account.pk}", limit, window)
+    wait = acquire(f"account:{provider.account.pk}", limit, window)
+    if wait > 0:
+        metrics.observe_rate_limit_wait(provider.name, wait)
+    return wait

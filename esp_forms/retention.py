@@ -22,7 +22,8 @@ PURGE_BATCH_SIZE = 500
 def purge(*, days: int | None = None, dry_run: bool = False) -> int:
     """Erase email, phone, data, IPs and user agent of settled submissions older than
     ``days`` (default ``RETENTION_DAYS``), and the provider exchanges in their event log.
-    Pending submissions are kept whole: they still have to be delivered.
+    Pending submissions are kept whole: they still have to be delivered (unless held by the
+    abuse gate and never released).
 
     Rows are claimed through the outbox in batches (a row a worker is reading right now is
     skipped until the next run); a batch that raises is retried row by row, and a row that
@@ -32,10 +33,12 @@ def purge(*, days: int | None = None, dry_run: bool = False) -> int:
     if days is None:
         return 0
     cutoff = timezone.now() - timedelta(days=float(days))
+    # A held signup (esp_forms.abuse) nobody released in all that time is erased too.
     qs = Submission.objects.filter(created_at__lt=cutoff, purged_at__isnull=True).exclude(
-        delivery_status=DeliveryStatus.PENDING)
+        delivery_status=DeliveryStatus.PENDING, held_at__isnull=True)
     if dry_run:
         return qs.count()
+    reason = f"Personal data erased after {days} days"
     owner = outbox.new_owner()
     count = 0
     failed: list[Any] = []
@@ -45,14 +48,15 @@ def purge(*, days: int | None = None, dry_run: bool = False) -> int:
         if not ids:
             return count
         try:
-            count += erase(ids, days=days, owner=owner)
+            count += erase_personal_data(ids, reason=reason, owner=owner)
         except outbox.INFRASTRUCTURE_ERRORS:
             raise
         except Exception:
             logger.warning("Purging a batch of %s raised; erasing its rows one by one.",
                            len(ids), exc_info=True)
             counts = outbox.for_each(
-                ids, lambda pk: "erased" if erase([pk], days=days, owner=owner) else "skipped",
+                ids, lambda pk: ("erased" if erase_personal_data([pk], reason=reason,
+                                                                 owner=owner) else "skipped"),
                 lambda pk, err: failed.append(pk))
             count += counts.get("erased", 0)
         # Rows that raised keep their lease (until it runs out) so the next batch skips them.
@@ -60,16 +64,23 @@ def purge(*, days: int | None = None, dry_run: bool = False) -> int:
             pk__in=failed).update(lease_owner="", lease_until=None)
 
 
-def erase(ids: list[Any], *, days: Any, owner: str) -> int:
-    """Erase the claimed rows ``ids`` in one transaction; returns how many were erased."""
+def erase_personal_data(ids: list[Any], *, reason: str, owner: str | None = None) -> int:
+    """Erase email, phone, data, IPs and user agent of these submissions and the provider
+    exchanges in their event log, keeping the rows (so every count stays right); log
+    ``reason`` as a ``purged`` event on each. ``owner``: only rows under that outbox lease
+    (the purge), which is released. Also used by erasure on request (consent.py)."""
     now = timezone.now()
     with transaction.atomic():
-        count = Submission.objects.filter(pk__in=ids, lease_owner=owner).update(
+        rows = Submission.objects.filter(pk__in=ids)
+        if owner is not None:
+            rows = rows.filter(lease_owner=owner)
+            ids = list(rows.values_list("pk", flat=True))
+        count = rows.update(
             email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
-            purged_at=now, lease_owner="", lease_until=None)
+            # Nothing is left to poll or deliver for an erased row.
+            next_optin_check_at=None, purged_at=now, lease_owner="", lease_until=None)
         SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
         SubmissionEvent.objects.bulk_create(
-            SubmissionEvent(submission_id=pk, kind=EventKind.PURGED,
-                            message=f"Personal data erased after {days} days")
+            SubmissionEvent(submission_id=pk, kind=EventKind.PURGED, message=reason)
             for pk in ids)
     return count

@@ -77,6 +77,18 @@ def check_submission(form: SignupForm, *, honeypot: object, token: object) -> st
     return check_token(token, form.form_type)
 
 
+# Why each reason drops a submission, for the log line a developer reads when a test signup
+# "succeeded" but never arrived.
+WHY = {
+    Reason.HONEYPOT: "the honeypot field had a value",
+    Reason.TOO_FAST: ("its form_token was younger than MIN_FILL_SECONDS ({min_fill:g} s); "
+                      "an API client must wait that long between fetching the token and "
+                      "posting"),
+    Reason.TOO_OLD: "its form_token was older than MAX_FORM_AGE ({max_age:g} s)",
+    Reason.BAD_TOKEN: "its form_token was missing, forged or issued for another form",
+}
+
+
 def count_spam(form: SignupForm, reason: str) -> None:
     """Add one to today's counter for ``form`` and ``reason``, safely under concurrency.
 
@@ -84,6 +96,10 @@ def count_spam(form: SignupForm, reason: str) -> None:
     requests may both try to create it, and the loser of that race (IntegrityError on the unique
     constraint) falls back to the UPDATE.
     """
+    why = WHY.get(reason, reason).format(min_fill=float(get_setting("MIN_FILL_SECONDS")),
+                                         max_age=float(get_setting("MAX_FORM_AGE")))
+    logger.info("Dropped a submission to form %s as spam (%s): %s. It was answered like a "
+                "success and not stored.", form.form_type, reason, why)
     day = timezone.localdate()
     rows = SpamCount.objects.filter(form=form, reason=reason, day=day)
     if rows.update(count=F("count") + 1):
@@ -93,7 +109,6 @@ def count_spam(form: SignupForm, reason: str) -> None:
             SpamCount.objects.create(form=form, reason=reason, day=day, count=1)
     except IntegrityError:
         rows.update(count=F("count") + 1)
-    logger.info("Dropped a submission to form %s as spam (%s).", form.form_type, reason)
 
 
 # --- decoy submission ids ------------------------------------------------------------------

@@ -18,9 +18,9 @@ from django.db import connection, transaction
 from django.db.models import sql
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
-from django.utils import timezone
+from django.utils import timezone, translation
 
-from esp_forms import outbox, spam
+from esp_forms import abuse, captcha, outbox, spam
 from esp_forms.client_ip import get_client_ip
 from esp_forms.conf import get_setting
 from esp_forms.forms import CleanedSubmission, SignupSubmissionForm
@@ -153,6 +153,7 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
             delivery_status=DeliveryStatus.PENDING, optin_status=initial_optin_status(form),
             next_attempt_at=now, ip=ip, user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
             consent_text=form.consent_text, created_at=now,
+            language=(translation.get_language() or "")[:15],
         )
         _create(submission, SubmissionEvent(submission=submission, kind=EventKind.CREATED,
                                             message="Submission stored.", data={},
@@ -187,6 +188,8 @@ class SignupOutcome:
     public_id: uuid.UUID | None = None
     delivery_status: str = DeliveryStatus.PENDING
     optin_status: str = OptinStatus.UNCONFIRMED
+    # The HTTP status of a refusal: 400, or 503 when the CAPTCHA verifier was unreachable.
+    status: int = 400
 
 
 def process_signup(bound: SignupSubmissionForm, request: HttpRequest, *,
@@ -202,8 +205,19 @@ def process_signup(bound: SignupSubmissionForm, request: HttpRequest, *,
         return SignupOutcome(
             ok=True, message=success_message(form, None, True), spam_reason=reason,
             public_id=spam.decoy_submission_id(form), optin_status=initial_optin_status(form))
+    ip = get_client_ip(request)
+    verifier = captcha.verifier_for(form)
+    if verifier is not None:
+        # Last: the answer is single-use, so a visitor fixing a field error keeps it unspent.
+        check = captcha.verify(form, bound.data.get(verifier.response_field), ip=ip)
+        if check.reason:
+            abuse.count_block(form, check.reason)
+        if not check.ok:
+            return SignupOutcome(ok=False, message=check.message,
+                                 errors={captcha.API_KEY: [check.message]},
+                                 status=503 if check.unavailable else 400)
     submission, created = store_submission(
-        form, bound.submission_values(), ip=get_client_ip(request),
+        form, bound.submission_values(), ip=ip,
         user_agent=request.META.get("HTTP_USER_AGENT", "") or "")
     return SignupOutcome(
         ok=True, message=success_message(form, submission, created), submission=submission,

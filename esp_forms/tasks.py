@@ -69,3 +69,10 @@ def expire_unconfirmed() -> int:
 @shared_task(name="esp_forms.purge", **TASK_OPTIONS)
 def purge() -> int:
     return retention.purge()
+
+
+@shared_task(name="esp_forms.reconcile_optin", **TASK_OPTIONS)
+def reconcile_optin() -> list[dict]:
+    from esp_forms import reconcile
+
+    return [report.as_dict() for report in reconcile.reconcile()]

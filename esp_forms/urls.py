@@ -4,7 +4,7 @@ from django.urls import path
 
 from esp_forms import webhooks
 from esp_forms.api import views as api_views
-from esp_forms.views import confirm, sandbox, signup
+from esp_forms.views import confirm, metrics, sandbox, signup
 
 app_name = "esp_forms"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("confirm/<str:token>/", confirm.confirm_page, name="confirm"),
     path("sandbox/confirm/<str:token>/", sandbox.confirm_contact, name="sandbox_confirm"),
     path("webhooks/<str:provider>/<int:account_id>/", webhooks.webhook_view, name="webhook"),
+    path("esp-forms/metrics/", metrics.metrics_view, name="metrics"),
     path("api/esp-forms/schema/", api_views.schema_view, name="api_schema"),
     path("api/esp-forms/forms/<slug:form_type>/", api_views.FormSchemaView.as_view(),
          name="api_form"),

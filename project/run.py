@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,6 +217,18 @@ def prepare() -> tuple[str, str]:
     return ADMIN_USERNAME, admin_password()[0]
 
 
+def _fresh_metrics_dir() -> Path:
+    """prometheus_client's multiprocess mode for the web server and the worker: one directory
+    they share, emptied at start (its files are the counters of processes now gone)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory = Path(os.environ.get("ESP_FORMS_DEMO_DIR", BASE_DIR / ".demo")) / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    return directory
+
+
 def main() -> int:
     port = os.environ.get("PORT") or "8000"
     emulator_port = os.environ.get("EMULATOR_PORT") or "8025"
@@ -223,6 +236,7 @@ def main() -> int:
     os.environ.update({"PORT": port, "EMULATOR_PORT": emulator_port,
                        "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE",
                                                                 "project.settings")})
+    metrics_dir = _fresh_metrics_dir()
     try:
         username, password = prepare()
     except KeyboardInterrupt:
@@ -253,6 +267,7 @@ def main() -> int:
                 f"    admin     {site}admin/   user '{username}', password '{password}'\n"
                 f"    mailbox   {site}demo/mail/\n"
                 f"    emulator  http://127.0.0.1:{emulator_port}/\n"
+                f"    metrics   {site}esp-forms/metrics/   (from this machine; {metrics_dir})\n"
                 "  Press Ctrl-C to stop.\n\n"
             )
             status = supervisor.run_until_stopped()

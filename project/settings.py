@@ -5,6 +5,7 @@ transport), so ``make run`` needs no server. ``DATABASE_URL`` and ``CELERY_BROKE
 PostgreSQL and Redis.
 """
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -77,8 +78,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 LANGUAGE_CODE = "en-us"
-# The languages visitors can get; esp_forms ships Ukrainian (esp_forms/locale/uk).
-LANGUAGES = [("en", "English"), ("uk", "Українська")]
+# The languages visitors can get; esp_forms ships Ukrainian and Russian (esp_forms/locale/).
+LANGUAGES = [("en", "English"), ("uk", "Українська"), ("ru", "Русский")]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -96,8 +97,9 @@ ADMINS = [("Demo admin", "admin@example.com")]
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
-    # The embedded demo runs exactly one worker process, so a per-process rate limiter is right.
-    SILENCED_SYSTEM_CHECKS = ["esp_forms.W003"]
+    # The embedded demo runs exactly one worker process, so a per-process rate limiter is right,
+    # and one web process (runserver), so the submit throttle may count in the local cache.
+    SILENCED_SYSTEM_CHECKS = ["esp_forms.W003", "esp_forms.W005"]
     _broker_dir = DEMO_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
@@ -121,6 +123,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
     "esp-forms-sweep": {"task": "esp_forms.sweep_outbox", "schedule": 30.0},
     "esp-forms-poll-optin": {"task": "esp_forms.poll_optin", "schedule": 60.0},
+    "esp-forms-reconcile": {"task": "esp_forms.reconcile_optin", "schedule": 900.0},
     "esp-forms-expire": {"task": "esp_forms.expire_unconfirmed", "schedule": 3600.0},
     "esp-forms-purge": {"task": "esp_forms.purge", "schedule": 24 * 3600.0},
 }
@@ -144,6 +147,10 @@ ESP_FORMS = {
     # Demo and test convenience: extra settings as JSON, e.g. '{"RETRY_SCHEDULE": [1, 5]}'.
     **json.loads(os.environ.get("ESP_FORMS_JSON", "{}")),
 }
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and importlib.util.find_spec("prometheus_client"):
+    # `make run` shares one metrics directory between the web server and the worker: the demo
+    # then serves /esp-forms/metrics/ to this machine (docs/operations.md, Metrics).
+    ESP_FORMS.setdefault("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
 
 LOGGING = {
     "version": 1,

@@ -101,3 +101,15 @@ def make_submission(form: SignupForm, email: str = "olena@example.com", **kwargs
     kwargs.setdefault("next_attempt_at", timezone.now())
     kwargs.setdefault("data", {"first_name": "Olena"})
     return Submission.objects.create(form=form, email=email, ip="203.0.113.7", **kwargs)
+
+
+@pytest.fixture
+def captcha_standin():
+    """A local stand-in for the Turnstile and hCaptcha verifiers (tests/captcha_standin.py):
+    a real HTTP server on 127.0.0.1; ``.settings()`` points ESP_FORMS at it."""
+    from tests.captcha_standin import start
+
+    state, server = start()
+    yield state
+    server.shutdown()
+    server.server_close()

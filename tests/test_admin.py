@@ -113,7 +113,9 @@ def test_account_page_shows_webhook_url_secret_and_config_error(admin_client):
         config_error="UniSender answered invalid_api_key: the key was revoked")
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/unisender/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/unisender/{account.pk}/" in page
+    # The secret never travels in the URL (access logs); UniSender signs with the API key.
+    assert "?secret=" not in page and account.webhook_secret not in page
     assert "the key was revoked" in page
     assert 'class="esp-forms-warning"' in page
 
@@ -122,7 +124,11 @@ def test_esputnik_account_page_shows_the_workflow_body(admin_client):
     account = ProviderAccount.objects.create(name="Shop", provider="esputnik", api_key=KEY)
     page = admin_client.get(
         reverse("admin:esp_forms_provideraccount_change", args=[account.pk])).content.decode()
-    assert f"/webhooks/esputnik/{account.pk}/?secret={account.webhook_secret}" in page
+    assert f"/webhooks/esputnik/{account.pk}/" in page
+    assert "Data export" in page and "Unsubscribed and Spam" in page
+    assert "?secret=" not in page
+    # Basic auth for the activity webhook: the login and the secret as password.
+    assert "Authentication password" in page and account.webhook_secret in page
     assert (f'&quot;contactId&quot;: &quot;${{ContactId}}&quot;, &quot;secret&quot;: '
             f'&quot;{account.webhook_secret}&quot;') in page
 
@@ -255,6 +261,16 @@ def test_provider_rules_come_from_model_clean(admin_client, sandbox_account):
     assert "Tags are a UniSender option." in response.content.decode()
 
 
+def test_an_esputnik_provider_mode_form_needs_a_confirmed_segment(admin_client):
+    account = ProviderAccount.objects.create(name="ES", provider="esputnik", api_key=KEY)
+    response = admin_client.post(reverse("admin:esp_forms_signupform_add"), signup_form_data(
+        account, [], double_opt_in="provider", confirmed_group=""))
+    assert response.status_code == 200
+    assert "eSputnik has no API field that says a contact confirmed" in \
+        response.content.decode()
+    assert not SignupForm.objects.exists()
+
+
 def test_overwrite_one_on_unisender_warns_after_save(admin_client):
     account = ProviderAccount.objects.create(name="Uni", provider="unisender", api_key=KEY)
     response = admin_client.post(reverse("admin:esp_forms_signupform_add"), signup_form_data(
@@ -359,6 +375,39 @@ def test_spam_counts_and_sandbox_contacts_are_read_only(admin_client, newsletter
     assert 'name="_save"' not in page
 
 
+def test_form_page_shows_what_was_dropped_as_spam(admin_client, newsletter):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    today = timezone.localdate()
+    SpamCount.objects.create(form=newsletter, reason="too_fast", count=4)
+    SpamCount.objects.create(form=newsletter, reason="too_fast", count=1,
+                             day=today - timedelta(days=6))
+    SpamCount.objects.create(form=newsletter, reason="honeypot", count=2)
+    SpamCount.objects.create(form=newsletter, reason="bad_token", count=9,
+                             day=today - timedelta(days=7))  # older than the summary
+    url = reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])
+    page = admin_client.get(url).content.decode()
+    assert "In the last 7 days: Submitted too fast: 5, Honeypot field filled: 2." in page
+    listing = reverse("admin:esp_forms_spamcount_changelist") + f"?form__id__exact={newsletter.pk}"
+    assert f'href="{listing}"' in page
+    assert admin_client.get(listing).status_code == 200
+    SpamCount.objects.all().delete()
+    assert "Nothing in the last 7 days." in admin_client.get(url).content.decode()
+
+
+def test_provider_note_says_what_happens_to_other_providers_options(admin_client, newsletter):
+    add_page = admin_client.get(reverse("admin:esp_forms_signupform_add")).content.decode()
+    assert "ignored (and refused" not in add_page
+    assert ("Leave the other provider&#x27;s options at their defaults: saving refuses UniSender "
+            "tags or overwrite mode, or an eSputnik formType, on a form of another provider."
+            ) in add_page
+    page = admin_client.get(
+        reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])).content.decode()
+    assert "the offline sandbox: it uses none of the eSputnik and UniSender options" in page
+
+
 def test_forms_can_still_be_deleted_from_the_annotated_list(admin_client, sandbox_account):
     form = make_form(sandbox_account, "gone")
     response = admin_client.post(reverse("admin:esp_forms_signupform_changelist"), {
@@ -370,3 +419,11 @@ def test_forms_can_still_be_deleted_from_the_annotated_list(admin_client, sandbo
         {"post": "yes"})
     assert response.status_code == 302
     assert not SignupForm.objects.exists()
+
+
+def test_change_page_offers_the_one_tag_embed(admin_client, newsletter, settings):
+    settings.ESP_FORMS = {**settings.ESP_FORMS, "SITE_URL": "https://news.example.com"}
+    page = admin_client.get(
+        reverse("admin:esp_forms_signupform_change", args=[newsletter.pk])).content.decode()
+    assert ("&lt;script src=&quot;https://news.example.com/static/esp_forms/embed.js&quot; "
+            "data-form=&quot;newsletter&quot; async&gt;&lt;/script&gt;") in page

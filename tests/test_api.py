@@ -369,3 +369,12 @@ def test_status_404(client, newsletter):
 
 def test_status_of_a_malformed_id_is_a_plain_404(client):
     assert client.get("/api/esp-forms/submissions/not-a-uuid/").status_code == 404
+
+
+def test_schema_carries_the_texts_around_the_fields_in_the_visitors_language(client, newsletter):
+    url = reverse("esp_forms:api_form", args=["newsletter"])
+    texts = client.get(url).json()["texts"]
+    assert texts["required"] == "* required" and texts["sending"] == "Sending…"
+    uk = client.get(url, HTTP_ACCEPT_LANGUAGE="uk").json()["texts"]
+    assert uk["required"] == "* обов’язкові поля"
+    assert set(uk) == set(texts) and all(uk.values())

@@ -119,6 +119,20 @@ def test_home_page_embeds_both_forms_and_links(client, demo_dir):
 
 
 @pytest.mark.django_db
+def test_language_switcher_offers_english_ukrainian_and_russian(client, demo_dir):
+    run_demo_command()
+    page = client.get("/").content.decode()
+    assert '<html lang="en">' in page
+    for code in ("en", "uk", "ru"):
+        assert f'name="language" value="{code}"' in page
+    response = client.post("/i18n/setlang/", {"language": "ru", "next": "/"})
+    assert response.status_code == 302 and response["Location"] == "/"
+    page = client.get("/").content.decode()
+    assert '<html lang="ru">' in page and ">Подписаться</button>" in page
+    assert 'value="ru" lang="ru" aria-pressed="true"' in page
+
+
+@pytest.mark.django_db
 def test_home_page_without_demo_data_explains_what_to_run(client):
     page = client.get("/").content.decode()
     assert "esp_forms_demo" in page
@@ -213,7 +227,8 @@ class Demo:
         env = {k: v for k, v in os.environ.items()
                # The test run's own memory broker, locmem email and any service database
                # must not leak into the demo: it runs on its own files, as `make run` does.
-               if k not in ("CELERY_BROKER_URL", "EMAIL_BACKEND", "DATABASE_URL")}
+               if k not in ("CELERY_BROKER_URL", "EMAIL_BACKEND", "DATABASE_URL",
+                            "PROMETHEUS_MULTIPROC_DIR")}
         env.update(ESP_FORMS_DEMO_DIR=str(tmp_path / "demo"), PORT=str(self.port),
                    EMULATOR_PORT=str(self.emulator_port), ESP_FORMS_DEMO_PASSWORD="demo-test-pw")
         with self.log.open("wb") as out:
@@ -275,6 +290,9 @@ def test_make_run_serves_the_demo_and_ctrl_c_stops_everything(demo):
     status, login = get(demo.url + "admin/login/")
     assert status == 200 and 'name="password"' in login
     assert get(f"http://127.0.0.1:{demo.emulator_port}/_emulator/health")[0] == 200
+    # Prometheus metrics for this machine, the web server and worker sharing one directory.
+    status, metrics_text = get(demo.url + "esp-forms/metrics/")
+    assert status == 200 and "esp_forms_queue_pending 0.0" in metrics_text
     output = demo.output()
     assert demo.url in output and "demo-test-pw" in output
 

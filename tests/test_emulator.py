@@ -7,6 +7,7 @@ the rest of the suite builds on.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import requests
 
 from esp_forms.emulator import EmulatorServer
 from esp_forms.emulator.demo import (
+    DEMO_ESPUTNIK_CONFIRMED_GROUP,
     DEMO_ESPUTNIK_GROUP,
     DEMO_ESPUTNIK_KEY,
     DEMO_UNISENDER_KEY,
@@ -407,9 +409,10 @@ def test_esputnik_unsubscribe_calls_the_account_webhook(emu, http, webhook_recei
     emu.unsubscribe("esputnik", ES_KEY, "olena@example.com")
     [hook] = webhook_receiver.wait(1)
     [event] = hook.json
-    assert event["activity"] == "unsubscribed" and event["email"] == "olena@example.com"
+    assert event["activityStatus"] == "UNSUBSCRIBED" and event["email"] == "olena@example.com"
     assert event["contactId"] == contact_id
-    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", event["date"])
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", event["activityDateTime"])
+    assert "Authorization" not in hook.headers  # no Basic auth set up
     assert emu.contact("esputnik", ES_KEY, "olena@example.com")["unsubscribed"] is True
 
 
@@ -622,8 +625,12 @@ def test_unisender_unknown_method_and_language(emu, http):
     response = http.post(emu.url + "/de/api/getLists", params={"format": "json"},
                          data={"api_key": US_KEY}, timeout=TIMEOUT)
     assert response.status_code == 404
-    for lang in ("ru", "ua", "it"):
+    for lang in ("ru", "ua"):
         assert "result" in us(emu, http, "getLists", lang=lang)
+    for lang in ("uk", "it"):  # not among the official wrapper's languages
+        response = http.post(f"{emu.url}/{lang}/api/getLists", params={"format": "json"},
+                             data={"api_key": US_KEY}, timeout=TIMEOUT)
+        assert response.status_code == 404
 
 
 def test_unisender_get_with_every_parameter_in_the_query_works(emu, http):
@@ -1029,7 +1036,7 @@ def test_demo_seed(emulator, http):
                  **{"fields[email]": "other@example.com"})
     assert refused["code"] == "unspecified"
     groups = es(emulator, http, "GET", "/groups", key=DEMO_ESPUTNIK_KEY).json()
-    assert [g["name"] for g in groups] == [DEMO_ESPUTNIK_GROUP]
+    assert [g["name"] for g in groups] == [DEMO_ESPUTNIK_GROUP, DEMO_ESPUTNIK_CONFIRMED_GROUP]
 
 
 def test_management_command_serves_until_ctrl_c(tmp_path):
@@ -1047,7 +1054,8 @@ def test_management_command_serves_until_ctrl_c(tmp_path):
         assert url, "the command printed no URL"
         response = requests.get(url + "/api/v1/groups", auth=("", DEMO_ESPUTNIK_KEY),
                                 timeout=TIMEOUT)
-        assert [g["name"] for g in response.json()] == [DEMO_ESPUTNIK_GROUP]
+        assert [g["name"] for g in response.json()] == [DEMO_ESPUTNIK_GROUP,
+                                                         DEMO_ESPUTNIK_CONFIRMED_GROUP]
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     finally:
@@ -1057,3 +1065,43 @@ def test_management_command_serves_until_ctrl_c(tmp_path):
     assert proc.returncode == 0
     assert "GET /api/v1/groups -> 200" in out  # the access log line...
     assert DEMO_ESPUTNIK_KEY not in out  # ...without the key (out is what followed the banner)
+
+
+def test_control_api_drops_and_redelivers_webhooks(emu, http, webhook_receiver):
+    es_subscribe(emu, http)
+    assert control(emu, http, "POST", "/esputnik/webhooks", {
+        "api_key": ES_KEY, "account_url": webhook_receiver.url, "account_login": "esp_forms",
+        "account_password": "pw"}).status_code == 200
+    assert control(emu, http, "POST", "/webhooks/drop", {"rate": 1.5}).status_code == 400
+    assert control(emu, http, "POST", "/webhooks/drop", {"rate": 1, "seed": 3}).status_code == 200
+    assert control(emu, http, "POST", "/unsubscribe", {
+        "provider": "esputnik", "api_key": ES_KEY, "email": "olena@example.com"}).status_code == 200
+    assert emu.wait_for_webhooks()
+    [lost] = control(emu, http, "GET", "/webhooks").json()
+    assert lost["dropped"] is True and webhook_receiver.received == []
+    # The provider's retry round, with the fault switched off: it arrives, Basic auth and all.
+    control(emu, http, "POST", "/webhooks/drop", {"rate": 0})
+    [again] = control(emu, http, "POST", "/webhooks/redeliver").json()
+    assert again["status"] == 200 and again["attempts"] == 2
+    [hook] = webhook_receiver.wait(1)
+    assert hook.json[0]["activityStatus"] == "UNSUBSCRIBED"
+    assert hook.headers["Authorization"] == "Basic " + base64.b64encode(b"esp_forms:pw").decode()
+    assert control(emu, http, "POST", "/webhooks/redeliver").json() == []  # nothing left
+
+
+def test_unisender_list_removal_keeps_the_contact_active(emu, http):
+    us(emu, http, "subscribe", list_ids=f"{LETTER_LIST},{OTHER_LIST}",
+       **{"fields[email]": "olena@example.com"}, double_optin="3")
+    emu.unsubscribe("unisender", US_KEY, "olena@example.com", list_id=LETTER_LIST)
+    contact = us(emu, http, "getContact", email="olena@example.com", include_lists="1")
+    assert contact["result"]["email"]["status"] == "new"
+    assert [item["id"] for item in contact["result"]["email"]["lists"]] == [OTHER_LIST]
+    with pytest.raises(LookupError):
+        emu.unsubscribe("unisender", US_KEY, "olena@example.com", list_id=LETTER_LIST)
+
+
+def test_esputnik_field_values_must_be_strings(emu, http):
+    response = es(emu, http, "POST", "/contact/subscribe", json={"contact": {
+        "channels": [{"type": "email", "value": "olena@example.com"}],
+        "fields": [{"id": 1, "value": True}]}})
+    assert response.status_code == 400 and "must be a string" in response.json()["message"]

@@ -1,8 +1,10 @@
-"""Translations: the app's texts in Ukrainian, English unchanged by default, a full catalog."""
+"""Translations: the app's texts in Ukrainian and Russian, English unchanged by default, full
+catalogs."""
 
 from __future__ import annotations
 
 import gettext
+import os
 import re
 import shutil
 from pathlib import Path
@@ -29,11 +31,10 @@ from esp_forms.models import (
     OptinStatus,
     visitor_text,
 )
+from tests.catalog import LANGUAGES, parse_po, po_path, untranslated
 from tests.conftest import make_form, make_submission, token
 
 APP_DIR = Path(esp_forms.__file__).resolve().parent
-PO_FILE = APP_DIR / "locale" / "uk" / "LC_MESSAGES" / "django.po"
-MO_FILE = PO_FILE.with_suffix(".mo")
 JS_FILE = APP_DIR / "static" / "esp_forms" / "esp_forms.js"
 
 # Where the catalog's visitor-facing strings come from (references are relative to the app).
@@ -246,46 +247,6 @@ def test_confirmation_email_in_english_whoever_sends_it(local_form):
 
 # --- the catalog ------------------------------------------------------------------------------
 
-def parse_po(text: str) -> list[dict]:
-    """The entries of a .po file: msgid, msgid_plural, msgstr (list), refs, flags."""
-    entries = []
-    for block in text.split("\n\n"):
-        entry: dict = {"refs": [], "flags": set(), "msgstr": [], "msgid_plural": None,
-                       "msgctxt": None}
-        key = None
-        for line in block.splitlines():
-            if line.startswith("#:"):
-                entry["refs"] += [ref.rsplit(":", 1)[0] for ref in line[2:].split()]
-            elif line.startswith("#,"):
-                entry["flags"] |= {flag.strip() for flag in line[2:].split(",")}
-            elif line.startswith("#"):
-                continue
-            else:
-                match = re.match(r'^(msgctxt|msgid_plural|msgid|msgstr(?:\[\d+\])?)?\s*"(.*)"$',
-                                 line)
-                assert match, line
-                if match.group(1):
-                    key = match.group(1)
-                    if key.startswith("msgstr"):
-                        entry["msgstr"].append("")
-                    else:
-                        entry[key] = ""
-                value = match.group(2).encode().decode("unicode_escape").encode(
-                    "latin-1").decode()
-                if key.startswith("msgstr"):
-                    entry["msgstr"][-1] += value
-                else:
-                    entry[key] += value
-        if entry.get("msgid"):
-            entries.append(entry)
-    return entries
-
-
-def untranslated(entries: list[dict]) -> list[str]:
-    return [e["msgid"] for e in entries
-            if "fuzzy" in e["flags"] or not e["msgstr"] or not all(e["msgstr"])]
-
-
 def visitor_facing(entries: list[dict]) -> list[dict]:
     """What visitors can read: the forms, the API, the confirmation pages and emails, and the
     model texts a form starts with (admin-only strings may stay untranslated)."""
@@ -296,24 +257,61 @@ def visitor_facing(entries: list[dict]) -> list[dict]:
             or e["msgid"] in defaults or e["msgctxt"] == KIND_CONTEXT]
 
 
-def test_catalog_translates_every_visitor_facing_text():
-    entries = parse_po(PO_FILE.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_catalog_translates_every_text(language):
+    entries = parse_po(po_path(language).read_text(encoding="utf-8"))
     visitor = visitor_facing(entries)
     from_form = {e["msgid"] for e in entries if "templates/esp_forms/form.html" in e["refs"]}
     assert {"* required", "Sending…"} <= from_form
     assert len(visitor) > 70
-    assert untranslated(visitor) == []
+    # Visitors, emails and the admin alike: nothing is left in English.
+    assert untranslated(entries) == []
     assert {"Subscribe", "Email", "Please correct the errors below."} <= {
         e["msgid"] for e in visitor}
-    # Plural forms: Ukrainian has four, and every plural entry fills them all.
+    # Plural forms: Ukrainian and Russian have four, and every plural entry fills them all.
     for entry in entries:
         if entry["msgid_plural"]:
             assert len(entry["msgstr"]) == 4, entry["msgid"]
+        # A placeholder the translation drops or misspells would break or leak at runtime.
+        singular = set(re.findall(r"%\(\w+\)[sd]", entry["msgid"]))
+        plural = set(re.findall(r"%\(\w+\)[sd]", entry["msgid_plural"] or entry["msgid"]))
+        for text in entry["msgstr"]:
+            found = set(re.findall(r"%\(\w+\)[sd]", text))
+            # A plural form may name the count the English singular leaves out ("21 people"),
+            # but never a placeholder neither English form has, nor drop one both have.
+            assert singular & plural <= found <= singular | plural, entry["msgid"]
 
 
-def test_compiled_catalog_matches_the_po_file():
-    entries = parse_po(PO_FILE.read_text(encoding="utf-8"))
-    with MO_FILE.open("rb") as handle:
+def test_catalogs_hold_the_same_strings():
+    keys = [{(e["msgctxt"], e["msgid"]) for e in parse_po(po_path(lang).read_text("utf-8"))}
+            for lang in LANGUAGES]
+    assert all(k == keys[0] for k in keys)
+
+
+def test_untranslated_counts_empty_partial_and_fuzzy_entries():
+    entries = parse_po('''
+msgid "A"
+msgstr "А"
+
+#, fuzzy, python-format
+msgid "B %(n)s"
+msgstr "Б %(n)s"
+
+msgid "C"
+msgstr ""
+
+msgid "D"
+msgid_plural "Ds"
+msgstr[0] "Д"
+msgstr[1] ""
+'''.strip())
+    assert untranslated(entries) == ["B %(n)s", "C", "D"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_compiled_catalog_matches_the_po_file(language):
+    entries = parse_po(po_path(language).read_text(encoding="utf-8"))
+    with po_path(language).with_suffix(".mo").open("rb") as handle:
         compiled = gettext.GNUTranslations(handle)
     for entry in entries:
         if entry["msgid_plural"]:
@@ -325,18 +323,101 @@ def test_compiled_catalog_matches_the_po_file():
             assert compiled.gettext(entry["msgid"]) == entry["msgstr"][0], entry["msgid"]
 
 
-@pytest.mark.skipif(not shutil.which("xgettext") or not shutil.which("msgmerge"),
-                    reason="needs the gettext tools")
+GETTEXT_TOOLS = bool(shutil.which("xgettext") and shutil.which("msgmerge"))
+
+
+@pytest.mark.skipif(not GETTEXT_TOOLS and os.environ.get("CI") != "true",
+                    reason="needs the gettext tools (make gettext)")
 def test_makemessages_finds_nothing_left_to_translate(tmp_path, monkeypatch):
     """A string added to the app without a translation (or whose English changed) fails here:
-    run ``cd esp_forms && ../manage.py makemessages -l uk``, translate, compilemessages."""
+    run ``make messages``, translate what it lists, and run it again."""
+    assert GETTEXT_TOOLS, "CI must install the gettext tools (make gettext)"
     copy = tmp_path / "esp_forms"
     shutil.copytree(APP_DIR, copy, ignore=shutil.ignore_patterns("__pycache__", "*.mo"))
     monkeypatch.chdir(copy)
-    call_command("makemessages", locale=["uk"], verbosity=0)
-    entries = parse_po((copy / "locale" / "uk" / "LC_MESSAGES" / "django.po").read_text(
-        encoding="utf-8"))
-    assert untranslated(visitor_facing(entries)) == []
-    # The committed catalog is up to date: no string was added, changed or removed since.
-    assert {(e["msgctxt"], e["msgid"]) for e in entries} == {
-        (e["msgctxt"], e["msgid"]) for e in parse_po(PO_FILE.read_text(encoding="utf-8"))}
+    call_command("makemessages", locale=list(LANGUAGES), verbosity=0, no_wrap=True)
+    for language in LANGUAGES:
+        entries = parse_po(po_path(language, copy / "locale").read_text(encoding="utf-8"))
+        assert untranslated(entries) == [], language
+        # The committed catalog is up to date: no string was added, changed or removed since.
+        assert {(e["msgctxt"], e["msgid"]) for e in entries} == {
+            (e["msgctxt"], e["msgid"]) for e in parse_po(po_path(language).read_text("utf-8"))}
+
+
+# --- Russian ----------------------------------------------------------------------------------
+
+RU = {"HTTP_ACCEPT_LANGUAGE": "ru-RU,ru;q=0.9"}
+
+
+def test_form_page_in_russian(newsletter):
+    html = Client().get("/forms/newsletter/", **RU).content.decode()
+    assert '<html lang="ru">' in html
+    assert ">Подписаться</button>" in html and "* обязательные поля" in html
+    assert ">Электронная почта<" in html and 'data-esp-text-sending="Отправка…"' in html
+
+
+def test_form_errors_and_api_in_russian(newsletter):
+    response = Client().post("/forms/newsletter/", {"email": "ann@", "phone": "12",
+                                                    "form_token": token()}, **RU)
+    html = response.content.decode()
+    assert "Пожалуйста, исправьте ошибки ниже." in html
+    assert "Введите правильный адрес электронной почты." in html
+    body = api_submit({"email": "ann@example.com", "form_token": token()}, **RU).json()
+    assert body["message"] == "Спасибо! Проверьте свой почтовый ящик, чтобы подтвердить подписку."
+
+
+@pytest.mark.parametrize(("days", "phrase"), [(1, "1 день"), (3, "3 дня"), (7, "7 дней"),
+                                              (11, "11 дней"), (21, "21 день")])
+def test_confirmation_email_in_russian(local_form, days, phrase):
+    submission = make_submission(local_form, next_attempt_at=None)
+    with override_settings(LANGUAGE_CODE="ru",
+                           ESP_FORMS={"CONFIRMATION_MAX_AGE": days * 86400}):
+        message = send(submission)
+    assert message.subject == "Подтвердите подписку: Local news"
+    assert message.body.startswith("Здравствуйте!\n\n")
+    assert f"Ссылка действует {phrase}." in message.body
+    assert f"Ссылка действует {phrase}." in message.alternatives[0][0]
+
+
+def test_confirmation_page_in_russian(local_form):
+    submission = make_submission(local_form, next_attempt_at=None)
+    path = f"/confirm/{optin.make_token(submission)}/"
+    assert "<h1>Подтвердите подписку</h1>" in Client().get(path, **RU).content.decode()
+    page = Client().post(path, **RU).content.decode()
+    assert "Спасибо! Теперь вы подписаны на <strong>Local news</strong>." in page
+
+
+def test_admin_in_russian(admin_client):
+    page = admin_client.get("/admin/esp_forms/", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "Формы подписки на рассылку" in page and "Учётные записи провайдеров" in page
+
+
+def test_confirmation_email_in_the_language_the_visitor_signed_up_in(local_form):
+    import json
+
+    response = Client().post("/api/esp-forms/forms/local-news/submissions/",
+                             json.dumps({"email": "ira@example.com",
+                                         "form_token": token("local-news")}),
+                             content_type="application/json", **RU)
+    assert response.status_code in (200, 201, 202), response.content
+    from esp_forms.models import Submission
+
+    submission = Submission.objects.get(email="ira@example.com")
+    assert submission.language == "ru"
+    # Sent by a worker (no request), or resent by an admin browsing in Ukrainian: Russian.
+    with translation.override("uk"):
+        message = send(submission)
+    assert message.subject == "Подтвердите подписку: Local news"
+    assert message.body.startswith("Здравствуйте!\n\n")
+    assert '<html lang="ru">' in message.alternatives[0][0]
+    # A signup without a language (stored before the app recorded it) gets the site's.
+    Submission.objects.filter(pk=submission.pk).update(language="", confirmation_sent_at=None)
+    submission.refresh_from_db()
+    assert send(submission).subject == "Please confirm your subscription: Local news"
+
+
+def test_admin_drag_handle_tooltip_in_russian(admin_client, newsletter):
+    page = admin_client.get(f"/admin/esp_forms/signupform/{newsletter.pk}/change/",
+                            HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert 'data-esp-drag-label="Перетащите, чтобы изменить порядок"' in page
+    assert JS_FILE.with_name("admin.js").read_text().count("data-esp-drag-label") >= 1

@@ -139,7 +139,7 @@ def test_esputnik_workflow_webhook_is_a_hint_that_is_verified(client, esputnik_f
 def test_forged_webhook_changes_nothing(client, esputnik_form, emulator, secret, queued):
     submission = delivered(esputnik_form)
     account = esputnik_form.account
-    body = {"email": "olena@example.com", "activity": "unsubscribed"}
+    body = {"email": "olena@example.com", "contactId": submission.provider_contact_id}
     if secret is not None:
         body["secret"] = secret
     response = client.post(webhook_url(account), json.dumps(body),
@@ -154,7 +154,10 @@ def test_forged_webhook_changes_nothing(client, esputnik_form, emulator, secret,
 def test_esputnik_unsubscribe_activity(client, esputnik_form, emulator):
     submission = delivered(esputnik_form)
     account = esputnik_form.account
-    body = [{"activity": "unsubscribed", "email": "OLENA@example.com", "contactId": 1}]
+    body = [{"contactId": 1, "email": "OLENA@example.com", "activityStatus": "UNSUBSCRIBED",
+             "messageId": 1, "messageInstanceId": 11, "messageTag": "news",
+             "activityDateTime": (timezone.now() + timedelta(seconds=5)).isoformat()}]
+    # The legacy ?secret= URL of older setups still works.
     response = client.post(webhook_url(account, secret=account.webhook_secret),
                            json.dumps(body), content_type="application/json")
     assert response.status_code == 200

@@ -131,14 +131,14 @@ def test_purge_erases_around_a_row_that_raises(esputnik_form, monkeypatch):
     old = timezone.now() - timedelta(days=400)
     rows = [make_submission(esputnik_form, f"p{i}@example.com", created_at=old,
                             delivery_status=DeliveryStatus.DELIVERED) for i in range(3)]
-    original = retention.erase
+    original = retention.erase_personal_data
 
     def flaky(ids, **kwargs):
         if rows[1].pk in ids:
             raise RuntimeError("cannot erase this one")
         return original(ids, **kwargs)
 
-    monkeypatch.setattr(retention, "erase", flaky)
+    monkeypatch.setattr(retention, "erase_personal_data", flaky)
     assert retention.purge() == 2
     erased = set(Submission.objects.filter(purged_at__isnull=False).values_list("pk", flat=True))
     assert erased == {rows[0].pk, rows[2].pk}

@@ -1,20 +1,15 @@
 """``pip install .`` ships the app alone, with its templates, static files and migrations."""
 
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
+
+from tests.wheel import build_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_wheel_holds_the_app_and_nothing_else(tmp_path):
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
-    )
-    wheel = next(tmp_path.glob("esp_forms-*.whl"))
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     for expected in [
         "esp_forms/migrations/0001_initial.py",

@@ -113,14 +113,36 @@ def test_subscribe_request(emulator, full_form) -> None:
 
 
 def test_minimal_subscribe_leaves_empty_keys_out(emulator, es_account) -> None:
-    form = make_form(es_account, "bare", double_opt_in=DoubleOptIn.OFF,
-                     fields=[{"name": "first_name", "kind": FieldKind.FIRST_NAME}])
+    form = make_form(es_account, "bare", fields=[{"name": "first_name",
+                                                  "kind": FieldKind.FIRST_NAME}])
     result = get_provider(es_account).subscribe(make_submission(form, data={"first_name": " "}))
     assert emulator.last_request("esputnik").json == {
         "contact": {"channels": [{"type": "email", "value": "olena@example.com"}]},
         "formType": "bare",
     }
+    assert result.optin_status == OptinStatus.UNCONFIRMED
+
+
+def test_off_mode_creates_a_confirmed_contact(emulator, es_account) -> None:
+    # Subscribe contact would leave the contact unconfirmed at eSputnik (no campaign reaches
+    # it); "off" means nobody confirms, so the contact is imported confirmed.
+    form = make_form(es_account, "bare", double_opt_in=DoubleOptIn.OFF, lists="Newsletter")
+    result = get_provider(es_account).subscribe(make_submission(form))
+    write = [r for r in emulator.requests("esputnik") if r.method == "POST"][-1]
+    assert write.path == "/api/v1/contacts"
+    assert write.json["dedupeOn"] == "email" and write.json["groupNames"] == ["Newsletter"]
+    assert "Confirmed" not in write.json["groupNames"]  # nobody confirmed anything
     assert result.optin_status == OptinStatus.NOT_REQUIRED
+    assert emulator.contact("esputnik", KEY, "olena@example.com")["confirmed"] is True
+
+
+def test_field_values_are_sent_as_strings(emulator, es_account) -> None:
+    form = make_form(es_account, "typed", lists="Newsletter", fields=[
+        {"name": "agree", "kind": FieldKind.CHECKBOX, "provider_field": "11"},
+        {"name": "age", "kind": FieldKind.TEXT, "provider_field": "12"}])
+    get_provider(es_account).subscribe(make_submission(form, data={"agree": True, "age": 42}))
+    fields = emulator.last_request("esputnik").json["contact"]["fields"]
+    assert fields == [{"id": 11, "value": "true"}, {"id": 12, "value": "42"}]
 
 
 def test_top_level_names_are_used_when_the_field_has_another_name(emulator, es_account
@@ -377,6 +399,7 @@ def test_status_of_a_deleted_contact_is_unconfirmed_with_a_note(emulator, es_acc
 
 
 def test_status_without_a_confirmed_segment_cannot_confirm(emulator, es_account) -> None:
+    # Such a form is refused by validation and system check E010; a read stays unconfirmed.
     form = make_form(es_account, "news", lists="Newsletter", confirmed_group="")
     submission = make_submission(form)
     provider = get_provider(es_account)
@@ -384,7 +407,7 @@ def test_status_without_a_confirmed_segment_cannot_confirm(emulator, es_account)
     emulator.confirm("esputnik", KEY, submission.email, group="Confirmed")
     status = provider.get_contact_status(submission)
     assert status.optin_status == OptinStatus.UNCONFIRMED
-    assert "webhook" in status.raw["note"]
+    assert "no confirmed segment" in status.raw["note"]
 
 
 @pytest.mark.parametrize(("status", "exception"), [

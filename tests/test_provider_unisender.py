@@ -244,17 +244,47 @@ def test_an_unknown_code_is_permanent(emulator, full_form) -> None:
         get_provider(full_form.account).subscribe(full_submission(full_form))
 
 
-TRANSPORT_CASES = [
-    # (id, fault, text in the message): all transport trouble, so all transient.
+CONFIGURATION_CASES = [
+    # UniSender answers every API call with HTTP 200: anything else from the configured host
+    # means a wrong base URL or language, reported at once instead of retried for a day.
     ("http-401", {"status": 401, "body": "Unauthorized"}, "HTTP 401"),
     ("http-404", {"status": 404, "body": "<html>Not Found</html>"}, "HTTP 404"),
+    ("http-301", {"status": 301, "body": ""}, "HTTP 301"),
+    ("200-html", {"status": 200, "body": "<html>captive portal</html>"}, "not a JSON object"),
+    ("200-array", {"status": 200, "body": ["not", "an", "object"]}, "not a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("fault", "text"), [case[1:] for case in CONFIGURATION_CASES],
+                         ids=[case[0] for case in CONFIGURATION_CASES])
+def test_non_200_answers_are_configuration_errors(emulator, full_form, fault, text) -> None:
+    emulator.fault("unisender", **{**fault, "body": fault_body(fault.get("body"))})
+    with pytest.raises(ProviderConfigurationError) as caught:
+        get_provider(full_form.account).subscribe(full_submission(full_form))
+    assert text in str(caught.value)
+    assert_no_secret(KEY, str(caught.value), caught.value.response)
+
+
+def test_a_wrong_language_is_a_configuration_error_not_a_day_of_retries(emulator, us_account
+                                                                        ) -> None:
+    # "uk" slipped past older versions; the emulator, like UniSender, has no /uk/api/.
+    form = make_form(us_account, "lang", lists="555777")
+    us_account.api_language = "uk"
+    us_account.save()
+    provider = get_provider(us_account)
+    assert provider.language == "en"  # never sent as a path segment
+    emulator.fault("unisender", status=404, body="Not Found")
+    with pytest.raises(ProviderConfigurationError, match="language"):
+        provider.subscribe(make_submission(form))
+
+
+TRANSPORT_CASES = [
+    # (id, fault, text in the message): an outage, so transient.
     ("http-429", {"status": 429, "body": "Too Many Requests"}, "HTTP 429"),
     ("http-500", {"status": 500, "body": "Internal Server Error"}, "HTTP 500"),
     ("http-502", {"status": 502}, "HTTP 502"),
     ("http-503-json", {"status": 503, "body": {"error": "down", "code": "invalid_api_key"}},
      "HTTP 503"),
-    ("200-html", {"status": 200, "body": "<html>captive portal</html>"}, "not a JSON object"),
-    ("200-array", {"status": 200, "body": ["not", "an", "object"]}, "not a JSON object"),
     ("timeout", {"delay": 1.5}, "did not answer in time"),
     ("connection-reset", {"reset_connection": True}, "Could not reach UniSender"),
 ]

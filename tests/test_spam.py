@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from unittest import mock
@@ -86,6 +87,21 @@ def test_count_spam_increments_per_form_reason_day(newsletter):
     spam.count_spam(newsletter, "too_fast")
     counts = dict(SpamCount.objects.values_list("reason", "count"))
     assert counts == {"honeypot": 2, "too_fast": 1}
+
+
+def test_every_dropped_submission_is_logged_at_info_with_the_reason(newsletter, caplog):
+    with caplog.at_level(logging.INFO, logger="esp_forms.spam"):
+        spam.count_spam(newsletter, "too_fast")
+        spam.count_spam(newsletter, "too_fast")  # today's row exists now: still logged
+        spam.count_spam(newsletter, "honeypot")
+    lines = [r.getMessage() for r in caplog.records if r.name == "esp_forms.spam"]
+    assert lines[0] == (
+        "Dropped a submission to form newsletter as spam (too_fast): its form_token was "
+        "younger than MIN_FILL_SECONDS (2 s); an API client must wait that long between "
+        "fetching the token and posting. It was answered like a success and not stored.")
+    assert lines[1] == lines[0]
+    assert "(honeypot): the honeypot field had a value." in lines[2]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
 
 
 def test_count_spam_survives_losing_the_create_race(newsletter):

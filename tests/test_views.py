@@ -210,6 +210,17 @@ def test_schema_endpoint_gives_the_script_a_working_csrf_token(newsletter):
     assert response.json()["ok"] is True
 
 
+def test_schema_with_csrf_0_leaves_the_cookie_alone(newsletter):
+    """The script asks for the CSRF token once per page; its other fetches must not set a
+    cookie, or parallel cookie-less fetches would overwrite each other's."""
+    client = Client(enforce_csrf_checks=True)
+    response = client.get(reverse("esp_forms:api_form", args=["newsletter"]) + "?csrf=0")
+    assert response.json()["csrf_token"] == "" and response.json()["form_token"]
+    assert "csrftoken" not in response.cookies
+    asked = client.get(reverse("esp_forms:api_form", args=["newsletter"]))
+    assert asked.json()["csrf_token"] and "csrftoken" in asked.cookies
+
+
 # --- throttling -----------------------------------------------------------------------------
 
 @override_settings(ESP_FORMS={"SUBMIT_THROTTLE": "1/min"})

@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from esp_forms import spam
+from esp_forms.captcha import verifier_for as captcha_verifier_for
 from esp_forms.forms import CONSENT_FIELD, NON_FIELD_KEY, TOKEN_FIELD, FormLayout
 from esp_forms.models import DeliveryStatus, FieldKind, OptinStatus
 
@@ -87,6 +88,12 @@ class SubmissionInputSerializer(serializers.Serializer):
         error_messages=_TEXT_ERRORS,
         help_text="The form_token from GET /api/esp-forms/forms/<form_type>/, sent back "
                   "unchanged.")
+
+    captcha = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
+        error_messages=_TEXT_ERRORS,
+        help_text="The CAPTCHA widget's answer, when the form schema has a captcha (Turnstile: "
+                  "cf-turnstile-response; hCaptcha: h-captcha-response).")
 
     default_error_messages = {
         "invalid": _('The body must be a JSON object, e.g. {"email": "ann@example.com"}.'),
@@ -165,6 +172,9 @@ class SubmissionInputSerializer(serializers.Serializer):
                     data[spec.html_name] = text
         if layout.has_consent:
             data[CONSENT_FIELD] = bool(attrs.get("consent"))
+        verifier = captcha_verifier_for(layout.signup_form)
+        if verifier is not None:
+            data[verifier.response_field] = attrs.get("captcha") or ""
         data[TOKEN_FIELD] = attrs.get("form_token") or ""
         data[layout.honeypot_name] = attrs.get(layout.honeypot_name)
         return data
@@ -189,6 +199,29 @@ class FieldSchemaSerializer(serializers.Serializer):
     help_text = serializers.CharField(allow_blank=True)
 
 
+class ScriptTextsSerializer(serializers.Serializer):
+    """The texts around the fields, in the visitor's language, for forms built from this schema
+    (the embed script)."""
+
+    required = serializers.CharField(help_text="The legend explaining the * marks.")
+    choose = serializers.CharField(help_text="Empty option of a required choice field.")
+    none = serializers.CharField(help_text="Empty option of an optional choice field.")
+    network = serializers.CharField(help_text="Shown when the server cannot be reached.")
+    failed = serializers.CharField(help_text="Shown when the answer is not the API's JSON.")
+    sending = serializers.CharField(help_text="The submit button's label while sending.")
+    honeypot = serializers.CharField(help_text="Label of the (hidden) anti-spam trap field.")
+
+
+class CaptchaSchemaSerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=["turnstile", "hcaptcha"])
+    site_key = serializers.CharField(allow_blank=True)
+    script_url = serializers.CharField()
+    response_field = serializers.CharField(
+        help_text="The hidden input the widget adds to an HTML form.")
+    widget_class = serializers.CharField(
+        help_text="The class of the element the provider's script turns into the widget.")
+
+
 class FormSchemaSerializer(serializers.Serializer):
     form_type = serializers.SlugField()
     title = serializers.CharField()
@@ -204,8 +237,15 @@ class FormSchemaSerializer(serializers.Serializer):
         help_text="Name of the anti-spam trap key: never send a value for it.")
     submit_url = serializers.URLField(help_text="Where to POST the JSON submission.")
     csrf_token = serializers.CharField(
+        allow_blank=True,
         help_text="For the bundled script's same-origin HTML form post only; the JSON API "
-                  "does not use it.")
+                  "does not use it. Empty when asked with ?csrf=0 (then no CSRF cookie is "
+                  "set either).")
+    captcha = CaptchaSchemaSerializer(
+        allow_null=True,
+        help_text="null, or the CAPTCHA to show: render the provider's widget with site_key "
+                  "(script_url loads it) and send its answer as \"captcha\".")
+    texts = ScriptTextsSerializer(help_text="Texts for building the form elsewhere (embed.js).")
 
 
 class SubmissionAcceptedSerializer(serializers.Serializer):

@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import formcache, spam
+from esp_forms import captcha, formcache, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
     FormSchemaSerializer,
@@ -40,6 +40,7 @@ from esp_forms.api.serializers import (
     SubmissionStatusSerializer,
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
+from esp_forms.embed import script_texts
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
 from esp_forms.submissions import initial_optin_status, process_signup
@@ -198,7 +199,12 @@ class FormSchemaView(PublicAPIView):
             # The bundled script posts the HTML form (same origin, CSRF-protected) from pages
             # that may be fully cached; this sets the CSRF cookie if missing and hands it the
             # matching token. Cross-origin callers send no cookies, so it is useless to them.
-            "csrf_token": get_token(request._request),
+            # ?csrf=0 leaves the cookie alone: the script asks once per page, because parallel
+            # cookie-less fetches would each set a different cookie (only one would survive).
+            "csrf_token": "" if request.query_params.get("csrf") == "0"
+            else get_token(request._request),
+            "captcha": captcha.widget_context(form),
+            "texts": script_texts(),
         }
         response = Response(FormSchemaSerializer(data).data)
         # Every answer carries a new token: never cache it anywhere.
@@ -225,6 +231,8 @@ class SubmissionCreateView(PublicAPIView):
             415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
             429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
                                                               "this IP address."),
+            503: OpenApiResponse(ErrorSerializer, description="The form's CAPTCHA verifier "
+                                                              "could not be reached; retry."),
         },
     )
     def post(self, request: Request, form_type: str) -> Response:
@@ -247,7 +255,7 @@ class SubmissionCreateView(PublicAPIView):
         outcome = process_signup(bound, request._request, api=True)
         if not outcome.ok:
             return Response(error_body(outcome.message, outcome.errors),
-                            status=status.HTTP_400_BAD_REQUEST)
+                            status=outcome.status)
         return Response({
             "ok": True,
             "message": outcome.message,

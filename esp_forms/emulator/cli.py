@@ -7,6 +7,7 @@ import argparse
 from collections.abc import Callable
 
 from esp_forms.emulator.demo import (
+    DEMO_ESPUTNIK_CONFIRMED_GROUP,
     DEMO_ESPUTNIK_GROUP,
     DEMO_ESPUTNIK_KEY,
     DEMO_UNISENDER_KEY,
@@ -40,18 +41,20 @@ def run(host: str, port: int, *, demo: bool = False, latency: float = 0.0, quiet
         server.start()
     except OSError as err:
         raise SystemExit(f"esp_forms emulator: cannot listen on {host}:{port}: {err}") from err
-    write(f"esp_forms provider emulator on {server.url}")
-    write(f"  eSputnik:  {server.url}/api/v1/...   UniSender: {server.url}/en/api/<method>")
-    write(f"  control:   {server.url}/_emulator/   (docs/emulator.md)")
-    if demo:
-        seed_demo(server)
-        # Demo keys are public constants from esp_forms.emulator.demo, not secrets.
-        write(f"  demo eSputnik key {DEMO_ESPUTNIK_KEY!r}, group {DEMO_ESPUTNIK_GROUP!r}")
-        write(f"  demo UniSender key {DEMO_UNISENDER_KEY!r}, list {DEMO_UNISENDER_LIST_ID}")
-    if latency:
-        write(f"  latency: {latency:g} s per provider request")
-    write("Press Ctrl-C to stop.")
+    # Ctrl-C can come at any moment, even while the banner is printed: stop cleanly then too.
     try:
+        write(f"esp_forms provider emulator on {server.url}")
+        write(f"  eSputnik:  {server.url}/api/v1/...   UniSender: {server.url}/en/api/<method>")
+        write(f"  control:   {server.url}/_emulator/   (docs/emulator.md)")
+        if demo:
+            seed_demo(server)
+            # Demo keys are public constants from esp_forms.emulator.demo, not secrets.
+            write(f"  demo eSputnik key {DEMO_ESPUTNIK_KEY!r}, group {DEMO_ESPUTNIK_GROUP!r}, "
+                  f"segment {DEMO_ESPUTNIK_CONFIRMED_GROUP!r}")
+            write(f"  demo UniSender key {DEMO_UNISENDER_KEY!r}, list {DEMO_UNISENDER_LIST_ID}")
+        if latency:
+            write(f"  latency: {latency:g} s per provider request")
+        write("Press Ctrl-C to stop.")
         # The serving thread does the work; the main thread only waits, so Ctrl-C lands here.
         while server._thread is not None and server._thread.is_alive():
             server._thread.join(0.5)

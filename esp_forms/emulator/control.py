@@ -150,7 +150,8 @@ def confirm(server: EmulatorServer, request: RecordedRequest, data: dict[str, An
 
 
 def unsubscribe(server: EmulatorServer, request: RecordedRequest, data: dict[str, Any]) -> Any:
-    server.unsubscribe(need(data, "provider"), need(data, "api_key"), need(data, "email"))
+    server.unsubscribe(need(data, "provider"), need(data, "api_key"), need(data, "email"),
+                       list_id=typed(data, "list_id", int))
     return {"ok": True}
 
 
@@ -166,8 +167,22 @@ def esputnik_webhooks(server: EmulatorServer, request: RecordedRequest, data: di
     server.set_esputnik_webhooks(need(data, "api_key"),
                                  workflow_url=typed(data, "workflow_url", str),
                                  account_url=typed(data, "account_url", str),
-                                 secret=typed(data, "secret", str, ""))
+                                 secret=typed(data, "secret", str, ""),
+                                 account_login=typed(data, "account_login", str),
+                                 account_password=typed(data, "account_password", str))
     return {"ok": True}
+
+
+def drop_webhooks(server: EmulatorServer, request: RecordedRequest, data: dict[str, Any]
+                  ) -> Any:
+    server.drop_webhooks(float(need(data, "rate", (int, float))),
+                         seed=typed(data, "seed", int, 0))
+    return {"ok": True}
+
+
+def redeliver_webhooks(server: EmulatorServer, request: RecordedRequest, data: dict[str, Any]
+                       ) -> Any:
+    return [d.as_dict() for d in server.redeliver_webhooks()]
 
 
 def send_webhook(server: EmulatorServer, request: RecordedRequest, data: dict[str, Any]) -> Any:
@@ -198,6 +213,8 @@ ROUTES: dict[str, dict[str, Route]] = {
     "/esputnik/webhooks": {"POST": esputnik_webhooks},
     "/webhooks": {"GET": list_webhooks},
     "/webhooks/send": {"POST": send_webhook},
+    "/webhooks/drop": {"POST": drop_webhooks},
+    "/webhooks/redeliver": {"POST": redeliver_webhooks},
 }
 
 

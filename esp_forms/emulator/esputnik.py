@@ -1,4 +1,4 @@
-"""eSputnik REST API v1 as documented in ``shared/providers/ESPUTNIK.md``: the parts the app uses.
+"""eSputnik REST API v1, the parts the app uses (``docs/providers/esputnik.md``, sources).
 
 Served under ``/api/v1/``. HTTP Basic auth (any user name, the API key as password), JSON bodies,
 errors as 4xx with a JSON ``message``. Contacts, groups and the emulator-only confirmation state
@@ -182,7 +182,11 @@ def parse_fields(value: Any) -> dict[int, Any]:
         if isinstance(field_id, bool) or not (
                 isinstance(field_id, int) or (isinstance(field_id, str) and field_id.isdigit())):
             raise BadRequest(f"Invalid additional field id: {field_id!r}")
-        fields[int(field_id)] = item.get("value")
+        value = item.get("value")
+        if value is not None and not isinstance(value, str):
+            # The contactField schema types the value as a string (ESPUTNIK.md pitfall 3a).
+            raise BadRequest(f"Additional field {field_id}: value must be a string")
+        fields[int(field_id)] = value
     return fields
 
 
@@ -592,33 +596,54 @@ def workflow_delivery(account: EsputnikAccount, email: str, contact_id: int | No
 
 def unsubscribe(state: EmulatorState, api_key: str, email: str, now: float
                 ) -> list[WebhookDelivery]:
+    """The person clicked "unsubscribe" in a campaign: the activity webhook reports it."""
     account = account_of(state, api_key)
     contact = contact_by_email(account, email)
     contact.unsubscribed_at = iso_now(now)
     if not account.account_url:
         return []
-    return [activity_delivery(account, contact.email or email, contact.id, now)]
+    return [activity_delivery(account, contact.email or email, contact.id, now, "UNSUBSCRIBED")]
 
 
-def activity_delivery(account: EsputnikAccount, email: str, contact_id: int | None, now: float
-                      ) -> WebhookDelivery:
-    payload = [{"activity": "unsubscribed", "email": email, "contactId": contact_id,
-                "date": iso_now(now)}]
-    return WebhookDelivery("esputnik", "unsubscribed", account.account_url or "", payload,
-                           json_body(payload), now)
+# activityStatus values of the account's activity webhook (esputnik.com/en/support/webhooks).
+ACTIVITY_STATUSES = ("DELIVERED", "UNDELIVERED", "READ", "UNSUBSCRIBED", "CLICKED", "SPAM")
+
+
+def activity_delivery(account: EsputnikAccount, email: str, contact_id: int | None, now: float,
+                      status: str) -> WebhookDelivery:
+    """One activity item in the documented array: contactId, email, activityStatus,
+    messageId, messageInstanceId, messageTag, activityDateTime, and statusDescription for
+    UNDELIVERED only. Sent with HTTP Basic auth when the owner set a login and password."""
+    message_id = account.next_message_id
+    account.next_message_id += 1
+    item: dict[str, Any] = {"contactId": contact_id, "email": email, "activityStatus": status,
+                            "messageId": message_id, "messageInstanceId": message_id * 10 + 1,
+                            "messageTag": "newsletter", "activityDateTime": iso_now(now)}
+    if status == "UNDELIVERED":
+        item["statusDescription"] = "Mailbox unavailable"
+    payload = [item]
+    headers: dict[str, str] = {}
+    if account.account_login is not None and account.account_password is not None:
+        token = f"{account.account_login}:{account.account_password}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
+    return WebhookDelivery("esputnik", status.lower(), account.account_url or "", payload,
+                           json_body(payload), now, headers=headers)
 
 
 def on_demand(state: EmulatorState, api_key: str, event: str, email: str, now: float
               ) -> WebhookDelivery:
-    """A callback without any state change (a forged or repeated one, as a test needs)."""
+    """A callback without any state change (a forged, repeated or receipt one, as a test
+    needs): ``confirmed`` (the workflow block) or an activityStatus such as ``unsubscribed``
+    or ``delivered``."""
     account = account_of(state, api_key)
     contact_id = account.by_email.get(email.lower())
     if event == "confirmed":
         if not account.workflow_url:
             raise LookupError("no workflow webhook URL set for that eSputnik key")
         return workflow_delivery(account, email, contact_id, now)
-    if event == "unsubscribed":
+    if event.upper() in ACTIVITY_STATUSES:
         if not account.account_url:
             raise LookupError("no account webhook URL set for that eSputnik key")
-        return activity_delivery(account, email, contact_id, now)
-    raise ValueError("eSputnik webhook event must be 'confirmed' or 'unsubscribed'")
+        return activity_delivery(account, email, contact_id, now, event.upper())
+    raise ValueError("eSputnik webhook event must be 'confirmed' or an activityStatus: "
+                     + ", ".join(s.lower() for s in ACTIVITY_STATUSES))

@@ -493,16 +493,19 @@ class EmulatorServer:
         for delivery in deliveries:
             self._webhooks.submit(delivery)
 
-    def unsubscribe(self, provider: str, api_key: str, email: str) -> None:
+    def unsubscribe(self, provider: str, api_key: str, email: str, *,
+                    list_id: int | None = None) -> None:
         """The person unsubscribed; the account webhook (eSputnik) or ``unsubscribe`` hooks
-        (UniSender) are sent. Raises LookupError for an unknown key or email."""
+        (UniSender) are sent. UniSender ``list_id``: from that list only (the contact stays
+        subscribed to its others). Raises LookupError for an unknown key or email."""
         _check_provider(provider)
         now = time.time()
         with self.state.lock:
             if provider == "esputnik":
                 deliveries = esputnik.unsubscribe(self.state, api_key, email, now)
             else:
-                deliveries = unisender.unsubscribe(self.state, api_key, email, now)
+                deliveries = unisender.unsubscribe(self.state, api_key, email, now,
+                                                   list_id=list_id)
         for delivery in deliveries:
             self._webhooks.submit(delivery)
 
@@ -537,14 +540,29 @@ class EmulatorServer:
 
     # ---- webhooks ----------------------------------------------------------------------------
     def set_esputnik_webhooks(self, api_key: str, *, workflow_url: str | None = None,
-                              account_url: str | None = None, secret: str = "") -> None:
-        """Where confirmations (the workflow's Webhook block) and unsubscribes (the account
-        webhook) are POSTed; None switches one off."""
+                              account_url: str | None = None, secret: str = "",
+                              account_login: str | None = None,
+                              account_password: str | None = None) -> None:
+        """Where confirmations (the workflow's Webhook block, whose body carries ``secret``)
+        and activity (the account webhook: unsubscribes, receipts) are POSTed; None switches
+        one off. ``account_login``/``account_password``: the activity webhook's optional HTTP
+        Basic auth."""
         with self.state.lock:
             account = esputnik.account_of(self.state, api_key)
             account.workflow_url = workflow_url
             account.account_url = account_url
             account.webhook_secret = secret
+            account.account_login = account_login
+            account.account_password = account_password
+
+    def drop_webhooks(self, rate: float, *, seed: int = 0) -> None:
+        """Lose this share (0 to 1) of the webhooks sent from now on (until reset)."""
+        self._webhooks.set_drop_rate(rate, seed)
+
+    def redeliver_webhooks(self) -> list[WebhookDelivery]:
+        """The providers' retry round: send again every webhook that was dropped or not
+        answered 2xx; returns them."""
+        return self._webhooks.redeliver()
 
     def send_webhook(self, provider: str, api_key: str, event: str, email: str, *,
                      list_id: int | None = None) -> list[WebhookDelivery]:

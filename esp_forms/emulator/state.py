@@ -138,6 +138,11 @@ class EsputnikAccount:
     workflow_url: str | None = None
     account_url: str | None = None
     webhook_secret: str = ""
+    # The activity webhook's optional HTTP Basic auth, as the owner types it in eSputnik.
+    account_login: str | None = None
+    account_password: str | None = None
+    # messageId / messageInstanceId of the (emulated) campaign messages activity refers to.
+    next_message_id: int = 90_000_001
 
     @property
     def user_email(self) -> str:

@@ -1,4 +1,4 @@
-"""UniSender's classic API as ``shared/providers/UNISENDER.md`` documents it: what the app uses.
+"""UniSender's classic API, the parts the app uses (``docs/providers/unisender.md``, sources).
 
 ``<lang>/api/<method>?format=json``; parameters form-encoded in a POST body (or all in the query
 of a GET), ``api_key`` among them. Every API error is an HTTP 200 with ``{"error", "code"}``.
@@ -25,7 +25,8 @@ from esp_forms.emulator.state import (
 from esp_forms.emulator.webhooks import WebhookDelivery, unisender_signed_body
 from esp_forms.emulator.wire import RecordedRequest, Response, json_response, text_response
 
-LANGUAGES = frozenset({"en", "ru", "ua", "it"})
+# The official wrapper's languages; any other path segment is answered 404.
+LANGUAGES = frozenset({"en", "ru", "ua"})
 PATH_RE = re.compile(r"^/(?P<lang>[^/]+)/api/(?P<method>[^/]+)/?$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 PHONE_RE = re.compile(r"^\+\d{7,15}$")
@@ -407,10 +408,16 @@ def confirm(state: EmulatorState, api_key: str, email: str, now: float
     return hook_deliveries(account, "subscribe", contact.email, joined or [None], now)
 
 
-def unsubscribe(state: EmulatorState, api_key: str, email: str, now: float
-                ) -> list[WebhookDelivery]:
+def unsubscribe(state: EmulatorState, api_key: str, email: str, now: float, *,
+                list_id: int | None = None) -> list[WebhookDelivery]:
+    """Unsubscribed from everything (status ``unsubscribed``), or with ``list_id`` removed from
+    that one list only (the email status stays as it was)."""
     account = account_of(state, api_key)
     contact = contact_by_email(account, email)
+    if list_id is not None:
+        if contact.lists.pop(list_id, None) is None and contact.pending.pop(list_id, None) is None:
+            raise LookupError(f"{email} is not in the list {list_id}")
+        return hook_deliveries(account, "unsubscribe", contact.email, [list_id], now)
     contact.status = "unsubscribed"
     contact.pending.clear()
     return hook_deliveries(account, "unsubscribe", contact.email, list(contact.lists) or [None],

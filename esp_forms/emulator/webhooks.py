@@ -12,12 +12,13 @@ import hashlib
 import json
 import logging
 import queue
+import random
 import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from esp_forms import __version__
@@ -43,6 +44,11 @@ class WebhookDelivery:
     error: str | None = None
     response: bytes = b""
     done: bool = False
+    # Extra request headers (eSputnik's optional HTTP Basic auth of the activity webhook).
+    headers: dict[str, str] = field(default_factory=dict)
+    # Lost on the way by the drop fault: never reached the receiver.
+    dropped: bool = False
+    attempts: int = 0
 
     @property
     def ok(self) -> bool:
@@ -51,7 +57,8 @@ class WebhookDelivery:
     def as_dict(self) -> dict[str, Any]:
         return {"provider": self.provider, "event": self.event, "url": self.url,
                 "payload": self.payload, "time": self.time, "status": self.status,
-                "error": self.error, "done": self.done}
+                "error": self.error, "done": self.done, "dropped": self.dropped,
+                "attempts": self.attempts}
 
 
 def json_body(payload: Any) -> bytes:
@@ -84,6 +91,10 @@ class WebhookSender:
         self._pending = 0
         self._generation = 0
         self._thread: threading.Thread | None = None
+        # The drop fault: this share of deliveries is lost (never sent), decided by a seeded
+        # generator so a test run is repeatable.
+        self._drop_rate = 0.0
+        self._random = random.Random(0)
         # Proxies from the environment must never catch a callback to a local receiver.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -105,6 +116,30 @@ class WebhookSender:
         with self._cond:
             self._generation += 1
             self._deliveries.clear()
+            self._drop_rate = 0.0
+
+    def set_drop_rate(self, rate: float, seed: int = 0) -> None:
+        """Lose this share (0 to 1) of the deliveries from now on, chosen at random."""
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("rate must be between 0 and 1")
+        with self._cond:
+            self._drop_rate = rate
+            self._random = random.Random(seed)
+
+    def redeliver(self) -> list[WebhookDelivery]:
+        """The providers' retry round (eSputnik repeats a POST not answered 200; UniSender every
+        10 minutes for 24 hours): send again, now, every delivery that was dropped or not
+        answered 2xx. The drop fault applies to these attempts too."""
+        with self._cond:
+            failed = [d for d in self._deliveries if d.done and not d.ok]
+        for delivery in failed:
+            delivery.status, delivery.error, delivery.dropped = None, None, False
+            self._post(delivery)
+        return failed
+
+    def _drops(self) -> bool:
+        with self._cond:
+            return self._drop_rate > 0 and self._random.random() < self._drop_rate
 
     def submit(self, delivery: WebhookDelivery) -> WebhookDelivery:
         with self._cond:
@@ -151,10 +186,16 @@ class WebhookSender:
                     self._cond.notify_all()
 
     def _post(self, delivery: WebhookDelivery) -> None:
+        delivery.attempts += 1
+        if self._drops():
+            delivery.dropped, delivery.done = True, True
+            delivery.error = "dropped by the emulator's drop fault"
+            return
         request = urllib.request.Request(
             delivery.url, data=delivery.body, method="POST",
             headers={"Content-Type": "application/json",
-                     "User-Agent": f"esp-forms-emulator/{__version__} ({delivery.provider})"},
+                     "User-Agent": f"esp-forms-emulator/{__version__} ({delivery.provider})",
+                     **delivery.headers},
         )
         try:
             with self._opener.open(request, timeout=self.timeout) as answer:

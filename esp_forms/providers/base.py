@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 
-from esp_forms import __version__
+from esp_forms import __version__, metrics
 from esp_forms.conf import get_setting
 from esp_forms.exceptions import (
+    EspFormsError,
     PermanentProviderError,
     ProviderConfigurationError,
     TransientProviderError,
@@ -206,20 +208,26 @@ class BaseProvider:
             data = json.dumps(request.json, ensure_ascii=False).encode("utf-8")
             if not any(k.lower() == "content-type" for k in headers):
                 headers["Content-Type"] = "application/json; charset=UTF-8"
+        started = time.perf_counter()
         try:
             raw = self.session().request(
                 request.method, url, params=request.params, data=data, headers=headers,
                 auth=request.auth, timeout=timeout,
             )
         except requests.Timeout as err:
-            raise TransientProviderError(
+            error = TransientProviderError(
                 f"{self.verbose_name} did not answer in time ({type(err).__name__})",
-                **self.error_context(None, None)) from err
+                **self.error_context(None, None))
+            self.record_call("timeout", started, error)
+            raise error from err
         except requests.RequestException as err:
             # str(err) of a connection error may carry the URL; our URLs never hold a key.
-            raise TransientProviderError(
+            error = TransientProviderError(
                 f"Could not reach {self.verbose_name}: {type(err).__name__}",
-                **self.error_context(None, self.scrub(str(err)))) from err
+                **self.error_context(None, self.scrub(str(err))))
+            self.record_call("network", started, error)
+            raise error from err
+        self.record_call(str(raw.status_code), started)
         response = ProviderResponse(
             status_code=raw.status_code, text=raw.text, headers=dict(raw.headers))
         try:
@@ -229,8 +237,19 @@ class BaseProvider:
         logger.debug("%s %s %s -> %s", self.name, request.method, request.path,
                      response.status_code)
         if response.status_code not in request.ok_statuses:
-            self.raise_for_status(request, response)
+            try:
+                self.raise_for_status(request, response)
+            except EspFormsError as error:
+                metrics.count_provider_error(self.name, error)
+                raise
         return response
+
+    def record_call(self, status: str, started: float, error: EspFormsError | None = None
+                    ) -> None:
+        """Metrics of one HTTP call: its latency by status, and the error it became."""
+        metrics.observe_provider_call(self.name, status, time.perf_counter() - started)
+        if error is not None:
+            metrics.count_provider_error(self.name, error, default_code=status)
 
     def scrub(self, text: str) -> str:
         key = self.account.api_key

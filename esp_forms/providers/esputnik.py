@@ -7,8 +7,10 @@ Wire facts (see ``docs/providers/esputnik.md`` and the developer note ``provider
   unconfirmed and the event ``subscribeFromApi-<formType>`` starts the owner's double opt-in
   workflow. Success is ``200 {"id": <contactId>}``; ``409`` is eSputnik refusing an identical
   request repeated within a minute (a retry after a lost answer), so it means "already done".
-- After this site's own confirmation link (local double opt-in) we use *Add/update contacts*
-  (``POST /api/v1/contacts``), which creates the contact already confirmed.
+- After this site's own confirmation link (local double opt-in), and in "off" mode (where a
+  Subscribe-contact contact would stay unconfirmed and get no campaign), we use *Add/update
+  contacts* (``POST /api/v1/contacts``), which creates the contact already confirmed.
+- Additional field values are strings (the ``contactField`` schema), never JSON booleans.
 - The API has no "confirmed" field: the owner's confirmation workflow adds the contact to a
   segment (``SignupForm.confirmed_group``) and we read the contact's ``groups``.
 """
@@ -97,7 +99,8 @@ class ESputnikProvider(BaseProvider):
         for form_field, value in submitted_fields(submission):
             if not form_field.provider_field.strip():
                 continue  # not mapped: kept in our database only
-            fields.append({"id": self._field_id(form_field.provider_field), "value": value})
+            fields.append({"id": self._field_id(form_field.provider_field),
+                           "value": field_value(value)})
         if fields:
             contact["fields"] = fields
         return contact
@@ -114,11 +117,16 @@ class ESputnikProvider(BaseProvider):
 
     def build_subscribe_request(self, submission: Submission, *, confirmed: bool
                                 ) -> ProviderRequest:
+        from esp_forms.models import DoubleOptIn
+
         form = submission.form
         contact = self.contact_payload(submission)
-        if confirmed:
+        if confirmed or form.double_opt_in == DoubleOptIn.OFF:
+            # Add/update contacts creates the contact confirmed: after this site's own
+            # confirmation, and in "off" mode, where Subscribe contact would leave it
+            # unconfirmed at eSputnik (no campaign reaches it) until a workflow confirms it.
             groups = list(form.list_values)
-            if form.confirmed_group and form.confirmed_group not in groups:
+            if confirmed and form.confirmed_group and form.confirmed_group not in groups:
                 groups.append(form.confirmed_group)
             body: dict[str, Any] = {"contacts": [contact], "dedupeOn": "email"}
             # Name exactly what is sent (contactFields / customFieldsIDs limit the update), so
@@ -158,7 +166,7 @@ class ESputnikProvider(BaseProvider):
                      "accepted",
                 missing="eSputnik found no contact with this email after the 409; its id is "
                         "read on the first status check")
-        if confirmed:
+        if confirmed or submission.form.double_opt_in == DoubleOptIn.OFF:
             if not isinstance(data, dict):
                 raise PermanentProviderError(
                     "eSputnik answered Add/update contacts without a JSON object",
@@ -277,8 +285,8 @@ class ESputnikProvider(BaseProvider):
             return ContactStatus(optin_status=str(OptinStatus.UNCONFIRMED), raw=raw)
         contact_id = str(contact.get("id")) if contact.get("id") is not None else None
         if not form.confirmed_group:
-            raw["note"] = ("The form has no confirmed segment, so polling cannot tell a "
-                           "confirmed contact; only the workflow webhook can")
+            # Refused by the form's validation and system check esp_forms.E010.
+            raw["note"] = "The form has no confirmed segment, so no read can confirm a contact"
             return ContactStatus(optin_status=str(OptinStatus.UNCONFIRMED),
                                  contact_id=contact_id, raw=raw)
         confirmed = form.confirmed_group in group_names(contact.get("groups"))
@@ -321,9 +329,11 @@ class ESputnikProvider(BaseProvider):
             if form.double_opt_in != DoubleOptIn.PROVIDER:
                 continue
             if not form.confirmed_group:
-                check.warnings.append(
-                    f"Form '{form.form_type}': no confirmed segment is set, so polling can "
-                    f"never confirm a contact; only the workflow webhook can")
+                check.problems.append(
+                    f"Form '{form.form_type}': no confirmed segment is set, so no contact can "
+                    f"ever be confirmed (the workflow webhook only asks for a read, and the "
+                    f"read needs the segment); set one and add an 'Add to segment' step to "
+                    f"the Confirm-contact workflow")
             elif form.confirmed_group not in groups:
                 check.problems.append(
                     f"Form '{form.form_type}': the confirmed segment '{form.confirmed_group}' "
@@ -344,6 +354,15 @@ class ESputnikProvider(BaseProvider):
             if len(page) < MAX_ROWS:
                 return names
             start += MAX_ROWS
+
+
+def field_value(value: Any) -> str:
+    """An additional field's value as eSputnik's contactField schema wants it: a string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def group_names(groups: Any) -> set[str]:

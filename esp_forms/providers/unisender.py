@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.utils import timezone
 
-from esp_forms import __version__
+from esp_forms import __version__, metrics
 from esp_forms.exceptions import (
     EspFormsError,
     PermanentProviderError,
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from esp_forms.models import SignupForm, Submission
 
 PLATFORM = f"esp_forms {__version__}"
+# The <lang> path segments the official PHP wrapper allows ("uk" is not one of them).
+LANGUAGES = ("en", "ru", "ua")
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 MAX_TAGS = 10
 # UniSender answers rate-limit errors without saying for how long; its window is 60 s.
@@ -75,13 +77,16 @@ _MIXED_METHODS = re.compile(r"Call to a member function getMessage\(\) on boolea
                             re.IGNORECASE)
 _OWNED_BY_OTHERS = re.compile(r"already exist but owned by different subscribers",
                               re.IGNORECASE)
-_NOT_FOUND = re.compile(r"not found", re.IGNORECASE)
 
-# Email statuses from getContact; anything else (new, invited, inactive,
-# activation_requested...) is still waiting.
+# Email statuses from getContact. "active", or "new" (a contact double_optin=4 or 3 added to
+# the list without a letter: it receives mail), with the form's list present is subscribed;
+# "invited" (and inactive, activation_requested...) is still waiting.
+SUBSCRIBED_STATUSES = {"active", "new"}
 UNSUBSCRIBED_STATUSES = {"unsubscribed", "blocked"}
 # No source shows a per-list status; if one is present, these mean "not (yet) in the list".
-NOT_IN_LIST_STATUSES = UNSUBSCRIBED_STATUSES | {"invited", "new", "excluded", "deleted"}
+NOT_IN_LIST_STATUSES = UNSUBSCRIBED_STATUSES | {"invited", "excluded", "deleted"}
+# HTTP statuses that are an outage, not our configuration: retried like network trouble.
+TRANSIENT_HTTP = {408, 429}
 
 
 def format_time(value: datetime | None) -> str:
@@ -128,8 +133,8 @@ class UniSenderProvider(BaseProvider):
     @property
     def language(self) -> str:
         lang = (self.account.api_language or "").strip().lower()
-        # The language is a path segment: accept only a plain code, never a path.
-        return lang if re.fullmatch(r"[a-z]{2}", lang) else "en"
+        # The language is a path segment; the official wrapper allows en, ru and ua only.
+        return lang if lang in LANGUAGES else "en"
 
     def api_request(self, method: str, params: list[tuple[str, str]]) -> ProviderRequest:
         """One API call: ``format=json`` in the URL, everything else in the form body."""
@@ -201,18 +206,25 @@ class UniSenderProvider(BaseProvider):
 
     # ---- answers -----------------------------------------------------------------------
     def raise_for_status(self, request: ProviderRequest, response: ProviderResponse) -> None:
-        # UniSender reports API errors in 200 answers; any HTTP error status or a body that is
-        # not a JSON object comes from something between us and the API (or an outage).
+        # UniSender reports every API error in an HTTP 200 answer. Another status from the API
+        # host means the request went to the wrong place (a wrong base URL or language gives
+        # 404): a configuration error, reported at once instead of retried for a day. Only
+        # server errors and explicit "too many requests"/timeouts are an outage worth retrying.
         status = response.status_code
         body = self.redact(response)["body"]
-        if status >= 400:
+        if status >= 500 or status in TRANSIENT_HTTP:
             raise TransientProviderError(
                 f"UniSender answered HTTP {status}", **self.error_context(status, body),
                 retry_after=retry_after_seconds(response))
-        if not isinstance(response.data, dict):
-            raise TransientProviderError(
-                "UniSender answered with something that is not a JSON object",
+        if status != 200:
+            raise ProviderConfigurationError(
+                f"UniSender answered HTTP {status} instead of 200 (its API answers every call "
+                f"with 200); check the account's API base URL and language (en, ru or ua)",
                 **self.error_context(status, body))
+        if not isinstance(response.data, dict):
+            raise ProviderConfigurationError(
+                "UniSender answered with something that is not a JSON object; check the "
+                "account's API base URL", **self.error_context(status, body))
 
     def api_error(self, response: ProviderResponse) -> EspFormsError | None:
         """The exception for an ``{"error", "code"}`` answer, or None on success."""
@@ -255,6 +267,7 @@ class UniSenderProvider(BaseProvider):
     def raise_for_api_error(self, response: ProviderResponse) -> None:
         error = self.api_error(response)
         if error is not None:
+            metrics.count_provider_error(self.name, error)
             raise error
 
     def parse_subscribe_response(self, submission: Submission, response: ProviderResponse,
@@ -280,7 +293,7 @@ class UniSenderProvider(BaseProvider):
 
     # ---- contacts ----------------------------------------------------------------------
     def get_contact_status(self, submission: Submission) -> ContactStatus:
-        from esp_forms.models import DoubleOptIn, OptinStatus
+        from esp_forms.models import OptinStatus
 
         request = self.api_request("getContact", [("email", submission.email),
                                                   ("include_lists", "1")])
@@ -288,27 +301,16 @@ class UniSenderProvider(BaseProvider):
         raw = {"request": self.redact_request(request), "response": self.redact(response)}
         data = response.data
         code = str(data.get("code") or "").strip()
-        if ("error" in data and code in (UNSPECIFIED_CODES | {"invalid_arg"})
-                and _NOT_FOUND.search(html.unescape(str(data.get("error"))))):
-            # Not there (yet, or deleted in UniSender): waiting, and expiry settles it.
+        if "error" in data and code in (UNSPECIFIED_CODES | {"invalid_arg"}):
+            # No documented text for an unknown email; like production clients, any such error
+            # from getContact means "no such contact" (not yet, or deleted in UniSender):
+            # waiting, and expiry settles it. Key and access errors still raise below.
             raw["note"] = "UniSender has no contact with this email"
             return ContactStatus(optin_status=str(OptinStatus.UNCONFIRMED), raw=raw)
         self.raise_for_api_error(response)
         status, list_states = contact_state(data.get("result"))
-        wanted = set(submission.form.list_values)
-        in_list = any(list_id in list_states and list_states[list_id] not in NOT_IN_LIST_STATUSES
-                      for list_id in wanted)
-        # After this site's own confirmation we subscribe with double_optin=3, which leaves
-        # the contact "new" for good: in a local-mode form that is the confirmed state.
-        confirmed_states = {"active", "new"} if (
-            submission.form.double_opt_in == DoubleOptIn.LOCAL) else {"active"}
-        if status in UNSUBSCRIBED_STATUSES or any(
-                list_states.get(list_id) in UNSUBSCRIBED_STATUSES for list_id in wanted):
-            optin = OptinStatus.UNSUBSCRIBED
-        elif status in confirmed_states and in_list:
-            optin = OptinStatus.CONFIRMED
-        else:
-            optin = OptinStatus.UNCONFIRMED
+        optin = optin_from_contact(status, list_states, submission.form.list_values,
+                                   was_confirmed=submission.optin_status == OptinStatus.CONFIRMED)
         return ContactStatus(optin_status=str(optin), contact_id=None, raw=raw)
 
     # ---- account check -----------------------------------------------------------------
@@ -365,6 +367,25 @@ def collect_warnings(data: dict[str, Any]) -> list[str]:
             if text:
                 found.append(html.unescape(str(text)))
     return found
+
+
+def optin_from_contact(status: str, list_states: dict[str, str], wanted: list[str], *,
+                       was_confirmed: bool) -> str:
+    """The opt-in status a getContact answer means for a form with the lists ``wanted``."""
+    from esp_forms.models import OptinStatus
+
+    in_list = any(list_id in list_states and list_states[list_id] not in NOT_IN_LIST_STATUSES
+                  for list_id in wanted)
+    if status in UNSUBSCRIBED_STATUSES or any(
+            list_states.get(list_id) in UNSUBSCRIBED_STATUSES for list_id in wanted):
+        return str(OptinStatus.UNSUBSCRIBED)
+    if status in SUBSCRIBED_STATUSES and in_list:
+        return str(OptinStatus.CONFIRMED)
+    if was_confirmed and status and status != "invited" and not in_list:
+        # Confirmed before and the form's lists are gone now: removed from (or unsubscribed
+        # from) the list, while the address stays subscribed to others.
+        return str(OptinStatus.UNSUBSCRIBED)
+    return str(OptinStatus.UNCONFIRMED)
 
 
 def contact_state(result: Any) -> tuple[str, dict[str, str]]:

@@ -29,7 +29,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 from django.views.decorators.http import require_http_methods
 
-from esp_forms import formcache, spam
+from esp_forms import captcha, formcache, spam
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.conf import get_setting
 from esp_forms.forms import NON_FIELD_KEY, TOKEN_FIELD, SignupSubmissionForm
@@ -45,6 +45,7 @@ ASSETS_TEMPLATE = "esp_forms/includes/assets.html"
 
 _IDS_ATTR = "_esp_forms_ids"
 _ASSETS_ATTR = "_esp_forms_assets_done"
+_CAPTCHA_ATTR = "_esp_forms_captcha_scripts"
 
 
 def form_templates(form_type: str) -> list[str]:
@@ -84,6 +85,27 @@ def render_assets(request: HttpRequest | None, render_state: dict[Any, Any] | No
     })))
 
 
+def _captcha_script(request: HttpRequest | None, signup_form: SignupForm,
+                    render_state: dict[Any, Any] | None) -> str:
+    """The CAPTCHA provider's script URL, with the first form of the page that needs it (the
+    script renders every widget of its kind on the page, and must not be loaded twice)."""
+    widget = captcha.widget_context(signup_form)
+    if widget is None:
+        return ""
+    done: set[str]
+    if request is not None:
+        done = getattr(request, _CAPTCHA_ATTR, None) or set()
+        setattr(request, _CAPTCHA_ATTR, done)
+    elif render_state is not None:
+        done = render_state.setdefault(_CAPTCHA_ATTR, set())
+    else:
+        done = set()
+    if widget["provider"] in done:
+        return ""
+    done.add(widget["provider"])
+    return widget["script_url"]
+
+
 def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
                        form: SignupSubmissionForm | None = None, message: str = "",
                        message_kind: str = "", done: bool = False, heading: str = "h2",
@@ -91,8 +113,10 @@ def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
                        extra_context: dict[str, Any] | None = None) -> SafeString:
     """The form's HTML (override template first), as the page and the template tag show it."""
     # Not with DEBUG on: a template edited during development shows at once.
+    # Nor for a CAPTCHA form: its provider's script goes with the page's first such form only.
     if (form is None and request is not None and not message and not done
-            and get_setting("FORM_CACHE_SECONDS") and not settings.DEBUG):
+            and get_setting("FORM_CACHE_SECONDS") and not settings.DEBUG
+            and not signup_form.captcha):
         return _render_from_cache(request, signup_form, heading=heading, assets=assets,
                                   render_state=render_state)
     if form is None:
@@ -108,6 +132,8 @@ def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
         "done": done,
         "heading": heading if heading in {"h1", "h2", "h3", "h4"} else "h2",
         "assets": render_assets(request, render_state) if assets else "",
+        "captcha": captcha.widget_context(signup_form),
+        "captcha_script": _captcha_script(request, signup_form, render_state),
         **(extra_context or {}),
     }
     template = select_template(form_templates(signup_form.form_type))
@@ -204,10 +230,10 @@ def form_page(request: HttpRequest, form_type: str) -> HttpResponse:
     if not outcome.ok:
         if as_json:
             return JsonResponse({"ok": False, "message": outcome.message,
-                                 "errors": outcome.errors}, status=400)
+                                 "errors": outcome.errors}, status=outcome.status)
         bound.renew_stale_token()
         return _page(request, signup_form, form=bound, message=outcome.message,
-                     message_kind="error", status=400)
+                     message_kind="error", status=outcome.status)
     if as_json:
         return JsonResponse({"ok": True, "message": outcome.message, "errors": {}})
     if signup_form.redirect_url:

@@ -86,6 +86,38 @@ def test_signup_form_pages(admin_page, shot):
     shot(page.locator(".field-embed_snippet"), "admin-form-embed")
 
 
+def test_signup_form_page_shows_spam_dropped_by_the_api(admin_page, live_server, settings,
+                                                        shot):
+    """A JSON client that posts at once is answered like a success; the form page tells why
+    nothing arrived, and its link lists the counts."""
+    import json
+    import urllib.request
+
+    settings.ESP_FORMS = {**settings.ESP_FORMS, "MIN_FILL_SECONDS": 2}  # the default
+    page = admin_page
+    form = SignupForm.objects.get(form_type="newsletter")
+    schema_url = f"{live_server.url}/api/esp-forms/forms/newsletter/"
+    with urllib.request.urlopen(schema_url, timeout=10) as answer:
+        token = json.load(answer)["form_token"]
+    request = urllib.request.Request(
+        f"{schema_url}submissions/", headers={"Content-Type": "application/json"},
+        data=json.dumps({"email": "hasty@example.com", "form_token": token}).encode())
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 202
+    assert not Submission.objects.filter(email="hasty@example.com").exists()
+
+    page.goto(f"/admin/esp_forms/signupform/{form.pk}/change/")
+    summary = page.locator(".field-spam_summary")
+    assert summary.is_visible()
+    assert "In the last 7 days: Submitted too fast: 1." in summary.inner_text()
+    shot(summary, "admin-form-spam")
+    summary.locator("a", has_text="Spam counts").click()
+    page.wait_for_url("**/admin/esp_forms/spamcount/**")
+    row = page.locator("#result_list tbody tr")
+    assert row.count() == 1
+    assert "Submitted too fast" in row.inner_text() and "1" in row.inner_text()
+
+
 def test_fields_can_be_reordered_by_dragging(admin_page):
     page = admin_page
     form = SignupForm.objects.get(form_type="newsletter")

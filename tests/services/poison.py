@@ -27,7 +27,7 @@ def _install() -> None:
     from esp_forms.models import Submission
 
     deliver_claimed, refresh_claimed, erase = (delivery.deliver_claimed,
-                                               optin.refresh_claimed, retention.erase)
+                                               optin.refresh_claimed, retention.erase_personal_data)
 
     def poisoned_deliver(submission: Any, **kwargs: Any) -> Any:
         if submission.email == POISON:
@@ -46,7 +46,7 @@ def _install() -> None:
 
     delivery.deliver_claimed = poisoned_deliver
     optin.refresh_claimed = poisoned_refresh
-    retention.erase = poisoned_erase
+    retention.erase_personal_data = poisoned_erase
 
 
 _install()

@@ -37,7 +37,9 @@ class Command(BaseCommand):
         checked = 0
         for account in accounts:
             checked += 1
-            check = self.check(account)
+            # Not named ``check``: that would override BaseCommand.check (the system checks),
+            # which ``manage.py`` calls before handle().
+            check = self.check_account(account)
             label = f"Account {account.pk} '{account.name}' ({account.get_provider_display()})"
             if check.ok:
                 self.stdout.write(self.style.SUCCESS(f"{label}: OK"))
@@ -64,7 +66,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} of {checked} account(s) failed the check.")
 
-    def check(self, account: ProviderAccount) -> AccountCheck:
+    def check_account(self, account: ProviderAccount) -> AccountCheck:
         forms = list(account.forms.filter(is_active=True).prefetch_related("fields"))
         try:
             check = get_provider(account).check_account(forms)

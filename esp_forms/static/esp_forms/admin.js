@@ -77,7 +77,10 @@
     var handle = document.createElement("span");
     handle.className = "esp-forms-handle";
     handle.textContent = "☰";
-    handle.title = "Drag to reorder";
+    // The tooltip in the admin's language, from the change form template.
+    handle.title = tbody.closest("[data-esp-drag-label]") ?
+      tbody.closest("[data-esp-drag-label]").getAttribute("data-esp-drag-label") :
+      "Drag to reorder";
     handle.setAttribute("aria-hidden", "true");
     cell.insertBefore(handle, cell.firstChild);
     handle.addEventListener("mousedown", function () { row.draggable = true; });

@@ -1,11 +1,16 @@
 /* esp_forms: progressive enhancement of the signup forms rendered by {% esp_form %}.
  *
  * Without this script the forms post and re-render like any HTML form. With it, each form:
- *  - fetches a fresh anti-spam token (and CSRF token) from its schema URL on load, so pages can
- *    be fully cached: the token in the cached HTML is only the no-script fallback;
+ *  - fetches a fresh anti-spam token from its schema URL on load, and the page's one CSRF
+ *    token (shared by all its forms), so pages can be fully cached: the tokens in the cached
+ *    HTML are only the no-script fallback;
  *  - posts with fetch, shows the message and the field errors in place, moves focus to the
  *    first invalid field (or to the message), and disables the button while sending.
  * No build step, no dependencies. window.espForms.init(formElement) enhances a form added later.
+ *
+ * A form with data-esp-api (built by embed.js on another site) posts JSON to the JSON API
+ * instead, without cookies: its inputs are named by the API's keys (email, fields.<name>,
+ * consent...), so the server's per-field errors land next to the right input all the same.
  */
 (function () {
   "use strict";
@@ -22,6 +27,37 @@
     failed: "Something went wrong on our side. Please try again in a moment.",
     sending: "Sending…"
   };
+
+  // Every enhanced form, also those inside a shadow root that document queries cannot see.
+  var forms = [];
+
+  function isApi(form) {
+    return form.hasAttribute("data-esp-api");
+  }
+
+  // Accept-Language with a plain tag is a CORS-safelisted header: no preflight for it.
+  function withLanguage(form, headers) {
+    var lang = form.getAttribute("data-esp-lang");
+    if (lang) { headers["Accept-Language"] = lang; }
+    return headers;
+  }
+
+  // The API's JSON body: top-level keys as named, "fields.<name>" grouped under "fields",
+  // checkboxes as true/false.
+  function jsonBody(form) {
+    var body = {};
+    Array.prototype.forEach.call(form.elements, function (el) {
+      if (!el.name || el.disabled || el.tagName === "BUTTON" || el.name === "csrfmiddlewaretoken") { return; }
+      var value = el.type === "checkbox" ? el.checked : el.value;
+      if (el.name.indexOf("fields.") === 0) {
+        body.fields = body.fields || {};
+        body.fields[el.name.slice(7)] = value;
+      } else {
+        body[el.name] = value;
+      }
+    });
+    return JSON.stringify(body);
+  }
 
   function text(form, key) {
     return form.getAttribute("data-esp-text-" + key) || TEXT[key];
@@ -45,23 +81,82 @@
     el.value = value;
   }
 
-  function refreshToken(form) {
-    var url = form.getAttribute("data-esp-schema-url");
-    if (!url) { return Promise.resolve(); }
+  // One CSRF token per page load, shared by every form on it. On a cached page the visitor may
+  // have no CSRF cookie yet, and each cookie-less schema fetch makes the server set a new one:
+  // parallel fetches would each set a different cookie, and only the form whose answer came
+  // last would hold a matching token. So exactly one fetch of the page asks for the token (and
+  // the cookie); the others send csrf=0, and every form waits for and uses that one token.
+  var csrfPromise = null;
+
+  function fetchSchema(form, url) {
     return fetch(url, {
-      headers: { "Accept": "application/json" },
-      credentials: "same-origin",
+      headers: withLanguage(form, { "Accept": "application/json" }),
+      credentials: isApi(form) ? "omit" : "same-origin",
       cache: "no-store"
     }).then(function (response) {
       return response.ok ? response.json() : null;
-    }).then(function (data) {
+    });
+  }
+
+  function withoutCsrf(url) {
+    return url + (url.indexOf("?") === -1 ? "?" : "&") + "csrf=0";
+  }
+
+  // Starts the page's CSRF fetch from this schema URL unless one is under way or done.
+  function csrfFrom(form, url, request) {
+    if (csrfPromise) { return null; }
+    var fetched = request || fetchSchema(form, url);
+    csrfPromise = fetched.then(function (data) {
+      var token = (data && data.csrf_token) || "";
+      if (!token) { csrfPromise = null; } // let the next form or submit try again
+      return token;
+    }, function () {
+      csrfPromise = null;
+      return "";
+    });
+    return fetched;
+  }
+
+  function ensureCsrf(form) {
+    // A form posting JSON to the API (embed.js, another origin) sends no cookie: no CSRF.
+    if (isApi(form)) { return Promise.resolve(); }
+    var url = form.getAttribute("data-esp-schema-url");
+    if (url) { csrfFrom(form, url); }
+    if (!csrfPromise) { return Promise.resolve(); }
+    return csrfPromise.then(function (token) {
+      // Offline or blocked: keep the token the server rendered into the page.
+      if (token) { setHidden(form, "csrfmiddlewaretoken", token); }
+    });
+  }
+
+  function refreshToken(form) {
+    var url = form.getAttribute("data-esp-schema-url");
+    if (!url) { return Promise.resolve(); }
+    var request = isApi(form) ? fetchSchema(form, withoutCsrf(url)) :
+      csrfFrom(form, url, csrfPromise ? null : fetchSchema(form, url)) ||
+      fetchSchema(form, withoutCsrf(url));
+    var formToken = request.then(function (data) {
       if (!data || !data.form_token) { return; }
       setHidden(form, "form_token", data.form_token);
-      if (data.csrf_token) { setHidden(form, "csrfmiddlewaretoken", data.csrf_token); }
       form._espTokenAt = Date.now();
     }).catch(function () {
       // Offline or blocked: keep the token the server rendered into the page.
     });
+    form._espReadyPromise = Promise.all([formToken, ensureCsrf(form)]);
+    return form._espReadyPromise;
+  }
+
+  // A CAPTCHA answer is single-use: after the server refused one, the widget needs a new one.
+  function resetCaptcha(form) {
+    try {
+      var turnstileBox = form.querySelector(".cf-turnstile");
+      if (turnstileBox && window.turnstile) { window.turnstile.reset(turnstileBox); }
+      var hcaptchaBox = form.querySelector(".h-captcha");
+      if (hcaptchaBox && window.hcaptcha) {
+        var frame = hcaptchaBox.querySelector("iframe[data-hcaptcha-widget-id]");
+        window.hcaptcha.reset(frame ? frame.getAttribute("data-hcaptcha-widget-id") : undefined);
+      }
+    } catch (e) { /* the widget resets itself when its answer expires */ }
   }
 
   function messageBox(form) {
@@ -150,17 +245,27 @@
     showMessage(form, "", null);
     setBusy(form, true);
 
-    // getAttribute and the prototype's reset: an input named "action" or "reset" would
-    // shadow the form's own properties.
-    fetch(form.getAttribute("action") || window.location.href, {
-      method: "POST",
-      body: new FormData(form),
-      credentials: "same-origin",
-      headers: {
-        "Accept": "application/json",
-        "X-Requested-With": "XMLHttpRequest",
-        "X-CSRFToken": csrfToken(form)
-      }
+    // A quick visitor may submit before the page's token has arrived: wait for it.
+    (form._espReadyPromise || Promise.resolve()).then(function () {
+      return ensureCsrf(form);
+    }).catch(function () {}).then(function () {
+      // getAttribute and the prototype's reset: an input named "action" or "reset" would
+      // shadow the form's own properties.
+      return fetch(form.getAttribute("action") || window.location.href, isApi(form) ? {
+        method: "POST",
+        body: jsonBody(form),
+        credentials: "omit",
+        headers: withLanguage(form, { "Accept": "application/json", "Content-Type": "application/json" })
+      } : {
+        method: "POST",
+        body: new FormData(form),
+        credentials: "same-origin",
+        headers: {
+          "Accept": "application/json",
+          "X-Requested-With": "XMLHttpRequest",
+          "X-CSRFToken": csrfToken(form)
+        }
+      });
     }).then(function (response) {
       return response.json().then(function (data) {
         return { status: response.status, data: data };
@@ -184,6 +289,7 @@
         if (done) { done.focus(); }
         return;
       }
+      if (data.errors && data.errors.captcha) { resetCaptcha(form); }
       var shown = showErrors(form, data.errors);
       var message = data.message || text(form, "failed");
       if (shown.loose.length && shown.loose.indexOf(message) === -1) {
@@ -208,7 +314,9 @@
     // bubbles would pre-empt them with different wording.
     form.noValidate = true;
     form.addEventListener("submit", onSubmit);
-    refreshToken(form);
+    forms.push(form);
+    // A form built from a fresh schema answer already holds a fresh token.
+    if (!form._espTokenAt) { refreshToken(form); }
   }
 
   function initAll() {
@@ -217,8 +325,8 @@
 
   document.addEventListener("visibilitychange", function () {
     if (document.visibilityState !== "visible") { return; }
-    Array.prototype.forEach.call(document.querySelectorAll("form[data-esp-form]"), function (form) {
-      if (form._espReady && form._espTokenAt && Date.now() - form._espTokenAt > REFRESH_AFTER_MS) {
+    forms.forEach(function (form) {
+      if (form._espTokenAt && Date.now() - form._espTokenAt > REFRESH_AFTER_MS) {
         refreshToken(form);
       }
     });

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('esp_forms', '0001_initial'),
+        ('esp_forms', '0004_abuse_gate'),
     ]
 
     operations = [
