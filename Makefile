@@ -7,6 +7,9 @@ PORT ?= 8000
 # The service-backed tests (real Celery workers) run against these.
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/esp_forms
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/14
+# bench/ runs against these (the database is created if missing; its rows are deleted).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/esp_forms_bench
+BENCH_BROKER_URL ?= redis://127.0.0.1:6379/13
 
 .PHONY: install run test test-fast test-services test-readme browser gettext messages bench lint clean
 
@@ -62,8 +65,13 @@ test-readme: install
 	  $(BIN)/python -m pytest -m readme tests/readme
 
 bench: install
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ]; then apt-get install -y -qq wrk || true; \
+	  else echo "wrk is missing ('sudo apt-get install -y wrk'): a Python load generator is used"; fi; }
 	$(BIN)/python bench/emulator_throughput.py
 	$(BIN)/python bench/rate_limiter.py
+	BENCH_DATABASE_URL=$(BENCH_DATABASE_URL) BENCH_BROKER_URL=$(BENCH_BROKER_URL) \
+	  $(BIN)/python bench/report.py
 
 lint: install
 	$(BIN)/ruff check .

@@ -11,4 +11,4 @@ class EspFormsConfig(AppConfig):
     def ready(self) -> None:
         # Imported for their side effects: system checks and signal receivers register here.
         import esp_forms.cors  # noqa: F401  (connects the CORS signal receiver)
-        from esp_forms import checks, signals  # noqa: F401
+        from esp_forms import checks, formcache, signals  # noqa: F401

@@ -223,6 +223,47 @@ def check_forms(app_configs=None, databases=None, **kwargs):
     return errors
 
 
+# --- the outbox and the submit path (esp_forms.outbox) -----------------------------------------
+
+class OutboxCodes:
+    LEASE_TOO_SHORT = "esp_forms.E019"
+    NEW_CONNECTION_PER_REQUEST = "esp_forms.W017"
+
+
+class OutboxMessages:
+    LEASE_TOO_SHORT = ("ESP_FORMS['LEASE_SECONDS'] ({lease:g} s) is shorter than one provider "
+                       "call may take ({call:g} s: CONNECT_TIMEOUT + READ_TIMEOUT).")
+    NEW_CONNECTION_PER_REQUEST = (
+        "The database '{alias}' (PostgreSQL) opens a new connection for every request and task "
+        "(CONN_MAX_AGE = 0).")
+
+
+class OutboxHints:
+    LEASE_TOO_SHORT = ("Raise LEASE_SECONDS (or leave it None): a worker still calling could lose "
+                       "its row to another, and the person would be called twice.")
+    NEW_CONNECTION_PER_REQUEST = (
+        "Set CONN_MAX_AGE (e.g. 600, or dj_database_url's conn_max_age=600) and "
+        "CONN_HEALTH_CHECKS = True: connecting costs about as much as the whole signup. See "
+        "docs/performance.md.")
+
+
+@register(Tags.compatibility)
+def check_outbox(app_configs=None, **kwargs):
+    errors = []
+    lease = get_setting("LEASE_SECONDS")
+    call = float(get_setting("CONNECT_TIMEOUT")) + float(get_setting("READ_TIMEOUT"))
+    if lease is not None and float(lease) < call:
+        errors.append(Error(OutboxMessages.LEASE_TOO_SHORT.format(lease=float(lease), call=call),
+                            hint=OutboxHints.LEASE_TOO_SHORT, id=OutboxCodes.LEASE_TOO_SHORT))
+    for alias, db in settings.DATABASES.items():
+        if db.get("ENGINE") == "django.db.backends.postgresql" and not db.get("CONN_MAX_AGE"):
+            errors.append(Warning(
+                OutboxMessages.NEW_CONNECTION_PER_REQUEST.format(alias=alias),
+                hint=OutboxHints.NEW_CONNECTION_PER_REQUEST,
+                id=OutboxCodes.NEW_CONNECTION_PER_REQUEST))
+    return errors
+
+
 CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"
 
 

@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
     # not race the task that ``on_commit`` just queued.
     "SWEEP_GRACE_SECONDS": 60,
     "SWEEP_BATCH_SIZE": 200,
+    # How long an outbox claim (delivery, status read, purge) owns a row before another
+    # worker may take it over. None: three provider calls' timeouts plus 10 s.
+    "LEASE_SECONDS": None,
+    # Seconds a process keeps a form's configuration (fields included) before reading it
+    # again; saving a form or field in this process clears it at once.
+    "FORM_CACHE_SECONDS": 60,
     # A repeat signup of the same email on the same form within this window is collapsed
     # into the existing submission.
     "DUPLICATE_WINDOW": 24 * 3600,

@@ -20,7 +20,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest
 from django.urls import Resolver404, resolve
 
-from esp_forms import spam
+from esp_forms import formcache, spam
 from esp_forms.models import SignupForm, Submission
 
 logger = logging.getLogger("esp_forms.cors")
@@ -56,8 +56,7 @@ def _form_for_request(request: HttpRequest) -> SignupForm | None:
     if "esp_forms" not in match.app_names:
         return None
     if match.url_name in _FORM_ROUTES:
-        return SignupForm.objects.filter(form_type=match.kwargs.get("form_type"),
-                                         is_active=True).first()
+        return formcache.active_form(str(match.kwargs.get("form_type")))
     if match.url_name == _STATUS_ROUTE:
         pk = match.kwargs.get("pk")
         submission = Submission.objects.select_related("form").filter(pk=pk).first()

@@ -1,14 +1,17 @@
 """Delivery of stored submissions to the provider.
 
 Plain functions: the Celery tasks, the sweeper, ``esp_forms_dispatch`` and the admin all call
-them. A delivery locks its row (``SELECT … FOR UPDATE SKIP LOCKED`` where the database has it),
-re-checks the status, takes a rate-limit slot, calls the provider and records the outcome in the
-same transaction, so a duplicate message, a redelivered task, a second worker or the sweeper
-never makes a second accepted call for a delivered submission.
+them. A delivery claims its row through the outbox (a committed lease, never a lock held during
+the call), re-checks the status, takes a rate-limit slot, commits the attempt, calls the
+provider outside any transaction and records the outcome in one short transaction guarded by
+the lease. A duplicate message, a redelivered task, a second worker or the sweeper therefore
+never makes a second call for a row that is being delivered or was delivered; a call whose
+outcome was lost is resolved by reading the provider before anything is sent again.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from dataclasses import dataclass
@@ -16,26 +19,29 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from esp_forms import alerts, ratelimit, signals
+from esp_forms import alerts, optin, outbox, ratelimit, signals
 from esp_forms.conf import get_setting
 from esp_forms.exceptions import (
+    EspFormsError,
     PermanentProviderError,
     ProviderConfigurationError,
     TransientProviderError,
 )
-from esp_forms.models import (
-    DeliveryStatus,
-    DoubleOptIn,
-    EventKind,
-    OptinStatus,
-    Submission,
-    SubmissionEvent,
-)
+from esp_forms.models import DoubleOptIn, EventKind, Submission
+from esp_forms.outbox import _locked, hand_off, log_event, send_task, submission_stored
 from esp_forms.providers import get_provider
+from esp_forms.providers.base import BaseProvider, SubscribeResult
+from esp_forms.statuses import DeliveryStatus, OptinStatus
+
+__all__ = [
+    "DUE_TOLERANCE", "Outcome", "Result", "_locked", "deliver", "dispatch_due",
+    "due_submissions", "hand_off", "log_event", "resolve_unknown_attempt", "retry_delay",
+    "retry_submissions", "send_task", "submission_stored",
+]
 
 logger = logging.getLogger("esp_forms.delivery")
 
@@ -43,74 +49,36 @@ logger = logging.getLogger("esp_forms.delivery")
 DUE_TOLERANCE = timedelta(seconds=2)
 
 
+class Result(enum.StrEnum):
+    """What one delivery run did with a submission."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+    THROTTLED = "throttled"
+    NOT_DUE = "not-due"
+    LOCKED = "locked"  # another claim holds the row
+    MISSING = "missing"
+    ALREADY_DELIVERED = "already-delivered"
+    ALREADY_FAILED = "already-failed"
+    AWAITING_CONFIRMATION = "awaiting-confirmation"
+    NOT_DELIVERABLE = "not-deliverable"
+    ACCOUNT_INACTIVE = "account-inactive"
+    LEASE_LOST = "lease-lost"  # the lease ran out mid-call; the new owner records the outcome
+    QUEUED = "queued"  # the sweeper handed the claimed row to a worker task
+    ERROR = "error"  # raised outside the provider call: logged and backed off
+    HELD = "held"  # held by the abuse gate until an admin releases it
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one delivery attempt did. ``retry_in``: seconds until the row is due again."""
 
-    status: str
+    status: Result
     retry_in: float | None = None
 
     def __str__(self) -> str:
         return self.status if self.retry_in is None else f"{self.status} ({self.retry_in:.1f}s)"
-
-
-def log_event(submission: Submission, kind: str, message: str = "", **data: Any
-              ) -> SubmissionEvent:
-    return SubmissionEvent.objects.create(submission=submission, kind=kind, message=message,
-                                          data=data)
-
-
-# --- hand-off ---------------------------------------------------------------------------------
-
-def submission_stored(submission: Submission, *, created: bool) -> None:
-    """Call inside the transaction that stored (or collapsed into) ``submission``.
-
-    Queues the next step after commit: the confirmation email for local double opt-in, the
-    provider delivery otherwise. If the broker is down the row stays pending for the sweeper.
-    The abuse gate comes first: a held signup gets nothing queued until an admin releases it.
-    """
-    from esp_forms import abuse
-
-    if abuse.admit(submission, created=created):
-        hand_off(submission, created=created)
-
-
-def hand_off(submission: Submission, *, created: bool) -> None:
-    """Queue the next step for ``submission`` after commit (no gate: see submission_stored)."""
-    from esp_forms import tasks
-
-    if submission.form.double_opt_in == DoubleOptIn.LOCAL:
-        if submission.optin_status == OptinStatus.UNCONFIRMED:
-            transaction.on_commit(partial(send_task, tasks.send_confirmation, submission.pk))
-    elif created:
-        transaction.on_commit(partial(send_task, tasks.deliver_submission, submission.pk))
-
-
-def send_task(task: Any, submission_id: Any, countdown: float | None = None) -> bool:
-    """Queue a task for one submission; False (and a warning) when the broker is unreachable,
-    in which case the sweeper finds the row later: nothing is lost."""
-    options: dict[str, Any] = {}
-    if countdown:
-        options["countdown"] = countdown
-    queue = get_setting("CELERY_QUEUE")
-    if queue:
-        options["queue"] = queue
-    try:
-        task.apply_async((str(submission_id),), **options)
-        return True
-    except Exception:
-        logger.warning("Could not queue %s for submission %s; the sweeper will pick it up.",
-                       task.name, submission_id, exc_info=True)
-        return False
-
-
-# --- one delivery -----------------------------------------------------------------------------
-
-def _locked(queryset: QuerySet[Submission]) -> QuerySet[Submission]:
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True, of=("self",))
-    # SQLite serialises writers itself; the demo runs one worker.
-    return queryset.select_for_update()
 
 
 def retry_delay(attempts: int, retry_after: float | None = None) -> float | None:
@@ -124,101 +92,183 @@ def retry_delay(attempts: int, retry_after: float | None = None) -> float | None
     return base * (1 + random.uniform(0, float(get_setting("RETRY_JITTER"))))
 
 
-def deliver(submission_id: Any, *, force: bool = False) -> Outcome:
-    """Deliver one submission if it is due. ``force`` ignores ``next_attempt_at``."""
-    with transaction.atomic():
-        submission = (
-            _locked(Submission.objects.select_related("form__account"))
-            .filter(pk=submission_id).first()
-        )
-        if submission is None:
-            exists = Submission.objects.filter(pk=submission_id).exists()
-            return Outcome("locked" if exists else "missing")
-        return _deliver_locked(submission, force=force)
+# --- one delivery -----------------------------------------------------------------------------
+
+def deliver(submission_id: Any, *, force: bool = False, owner: str | None = None) -> Outcome:
+    """Deliver one submission if it is due. ``force`` ignores ``next_attempt_at``. ``owner``
+    (e.g. the Celery task id) lets a retried task resume its own lease."""
+    owner = owner or outbox.new_owner()
+    submission = outbox.claim_one(submission_id, owner=owner)
+    if submission is None:
+        exists = Submission.objects.filter(pk=submission_id).exists()
+        return Outcome(Result.LOCKED if exists else Result.MISSING)
+    outcomes: list[Outcome] = []
+
+    def work(pk: Any) -> str:
+        outcomes.append(deliver_claimed(submission, owner=owner, force=force))
+        return outcomes[-1].status
+
+    # A row that raises outside the provider call is backed off here too, not left leased.
+    outbox.for_each([submission.pk], work, lambda pk, err: _back_off(pk, owner, err))
+    return outcomes[0] if outcomes else Outcome(Result.ERROR)
 
 
-def _deliver_locked(submission: Submission, *, force: bool) -> Outcome:
+def deliver_claimed(submission: Submission, *, owner: str, force: bool = False) -> Outcome:
+    """Deliver a row ``owner`` holds the lease of; always releases or records it."""
     now = timezone.now()
     form, account = submission.form, submission.form.account
+    release = partial(outbox.release, submission, owner=owner)
     if submission.delivery_status != DeliveryStatus.PENDING:
-        return Outcome(f"already-{submission.delivery_status}")
+        release()
+        return Outcome(Result(f"already-{submission.delivery_status}"))
     if submission.held_at is not None:
         # Held by the abuse gate: only an admin's release sends it (esp_forms.abuse).
-        return Outcome("held")
+        release()
+        return Outcome(Result.HELD)
     if form.double_opt_in == DoubleOptIn.LOCAL and submission.optin_status != OptinStatus.CONFIRMED:
-        return _hold_for_confirmation(submission)
+        return _hold_for_confirmation(submission, owner)
     if submission.optin_status in (OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED):
-        submission.next_attempt_at = None
-        submission.save(update_fields=["next_attempt_at", "updated_at"])
-        return Outcome("not-deliverable")
+        release(next_attempt_at=None)
+        return Outcome(Result.NOT_DELIVERABLE)
     due_at = submission.next_attempt_at
     if not force and due_at and due_at > now + DUE_TOLERANCE:
-        return Outcome("not-due", (due_at - now).total_seconds())
+        release()
+        return Outcome(Result.NOT_DUE, (due_at - now).total_seconds())
     if not account.is_active:
         # Held, not failed: the owner may switch the account back on.
         wait = float(get_setting("RETRY_SCHEDULE")[-1])
-        submission.next_attempt_at = now + timedelta(seconds=wait)
-        submission.last_error = f"The provider account '{account.name}' is inactive."
-        submission.save(update_fields=["next_attempt_at", "last_error", "updated_at"])
-        return Outcome("account-inactive", wait)
+        release(next_attempt_at=now + timedelta(seconds=wait),
+                last_error=f"The provider account '{account.name}' is inactive.")
+        return Outcome(Result.ACCOUNT_INACTIVE, wait)
 
     provider = get_provider(account)
+    confirmed = form.double_opt_in == DoubleOptIn.LOCAL
+    if submission.attempt_started_at is not None:
+        # A call was made and its outcome never recorded (a worker or the database died after
+        # it): ask the provider before calling again, or the person could be invited twice.
+        try:
+            found = resolve_unknown_attempt(provider, submission, confirmed=confirmed)
+        except EspFormsError as err:
+            return _schedule_retry(submission, owner, err, note="outcome of the last "
+                                   "attempt unknown and the provider could not be read")
+        if found is not None:
+            return _delivered(submission, owner, provider, found, resolved=True)
+
     wait = ratelimit.acquire_for(provider)
     if wait > 0:
         # No capacity: come back when a slot frees; not an attempt, not a failure.
-        submission.next_attempt_at = now + timedelta(seconds=wait)
-        submission.save(update_fields=["next_attempt_at", "updated_at"])
-        return Outcome("throttled", wait)
+        release(next_attempt_at=now + timedelta(seconds=wait))
+        return Outcome(Result.THROTTLED, wait)
 
-    submission.attempts += 1
-    submission.last_attempt_at = now
-    confirmed = form.double_opt_in == DoubleOptIn.LOCAL
+    if not outbox.start_attempt(submission, owner=owner):
+        return Outcome(Result.LEASE_LOST)
     try:
         result = provider.subscribe(submission, confirmed=confirmed)
     except TransientProviderError as err:
-        return _schedule_retry(submission, err)
+        return _schedule_retry(submission, owner, err)
     except PermanentProviderError as err:
-        return _fail(submission, err, kind="refused")
+        return _fail(submission, owner, err, kind="refused")
     except ProviderConfigurationError as err:
-        alerts.report_configuration_error(account, err)
-        return _fail(submission, err, kind="configuration")
+        return _fail(submission, owner, err, kind="configuration",
+                     after_commit=[partial(alerts.report_configuration_error, account, err)])
     except Exception as err:  # a bug must not lose the row: retry, then fail with the error
         logger.exception("Unexpected error delivering submission %s", submission.pk)
-        return _schedule_retry(submission, err)
+        return _schedule_retry(submission, owner, err)
+    return _delivered(submission, owner, provider, result)
 
-    submission.delivery_status = DeliveryStatus.DELIVERED
-    submission.delivered_at = now
-    submission.provider_contact_id = result.contact_id or submission.provider_contact_id
-    submission.next_attempt_at = None
-    submission.last_error = ""
-    if result.optin_status and submission.optin_status == OptinStatus.UNCONFIRMED:
-        submission.optin_status = result.optin_status
-    if submission.optin_status == OptinStatus.UNCONFIRMED:
-        submission.next_optin_check_at = now + timedelta(
+
+def _delivered(submission: Submission, owner: str, provider: BaseProvider,
+               result: SubscribeResult, *, resolved: bool = False) -> Outcome:
+    now = timezone.now()
+    account = submission.form.account
+    fields: dict[str, Any] = {
+        "delivery_status": DeliveryStatus.DELIVERED, "delivered_at": now,
+        "provider_contact_id": result.contact_id or submission.provider_contact_id,
+        "next_attempt_at": None, "last_error": "",
+    }
+    optin_status = submission.optin_status
+    if result.optin_status and optin_status == OptinStatus.UNCONFIRMED:
+        optin_status = fields["optin_status"] = result.optin_status
+    if optin_status == OptinStatus.UNCONFIRMED:
+        fields["next_optin_check_at"] = now + timedelta(
             seconds=float(get_setting("POLL_INITIAL_DELAY")))
-    submission.save()
-    log_event(submission, EventKind.ATTEMPT, f"Attempt {submission.attempts}: accepted",
-              **result.raw)
-    log_event(submission, EventKind.DELIVERED,
-              f"Delivered to {provider.verbose_name} (contact {result.contact_id or '?'})",
-              contact_id=result.contact_id, is_new=result.is_new, warnings=result.warnings)
+    attempt = (f"Attempt {submission.attempts}: outcome was unknown; the provider has the "
+               "contact, so nothing was sent again" if resolved
+               else f"Attempt {submission.attempts}: accepted")
+    events = [
+        (EventKind.ATTEMPT, attempt, result.raw),
+        (EventKind.DELIVERED,
+         f"Delivered to {provider.verbose_name} (contact {result.contact_id or '?'})",
+         {"contact_id": result.contact_id, "is_new": result.is_new,
+          "warnings": result.warnings}),
+    ]
+    after: list[Any] = [partial(signals.submission_delivered.send, sender=Submission,
+                                submission=submission)]
     if account.config_error:
-        alerts.clear_configuration_error(account)
-    transaction.on_commit(partial(signals.submission_delivered.send, sender=Submission,
-                                  submission=submission))
-    return Outcome("delivered")
+        after.append(partial(alerts.clear_configuration_error, account))
+    if not outbox.finish(submission, owner=owner, fields=fields, events=events,
+                         after_commit=after):
+        return Outcome(Result.LEASE_LOST)
+    return Outcome(Result.DELIVERED)
 
 
-def _hold_for_confirmation(submission: Submission) -> Outcome:
+def resolve_unknown_attempt(provider: BaseProvider, submission: Submission, *,
+                            confirmed: bool) -> SubscribeResult | None:
+    """Whether an earlier call whose answer was lost reached the provider: the contact as
+    ``SubscribeResult`` when the provider has it in the form's lists, else None. Reads only
+    (eSputnik contact search, UniSender ``getContact``); raises provider errors."""
+    from esp_forms.models import SandboxContact
+
+    if confirmed:
+        optin = str(OptinStatus.CONFIRMED)
+    elif submission.form.double_opt_in == DoubleOptIn.OFF:
+        optin = str(OptinStatus.NOT_REQUIRED)
+    else:
+        optin = str(OptinStatus.UNCONFIRMED)
+    note = "Found at the provider after an attempt whose outcome was unknown"
+    if provider.name == "esputnik":
+        contact, raw = provider.find_contact(submission.email)  # type: ignore[attr-defined]
+        if contact is None or contact.get("id") is None:
+            return None
+        return SubscribeResult(contact_id=str(contact["id"]), optin_status=optin,
+                               warnings=[note], raw={"lookup": raw})
+    if provider.name == "unisender":
+        from esp_forms.providers import unisender
+
+        request = provider.api_request(  # type: ignore[attr-defined]
+            "getContact", [("email", submission.email), ("include_lists", "1")])
+        response = provider.send(request)
+        raw = {"request": provider.redact_request(request), "response": provider.redact(response)}
+        data = response.data if isinstance(response.data, dict) else {}
+        if "error" in data:
+            code = str(data.get("code") or "").strip()
+            if code in (unisender.UNSPECIFIED_CODES | {"invalid_arg"}) and \
+                    unisender._NOT_FOUND.search(str(data.get("error"))):
+                return None
+            provider.raise_for_api_error(response)  # type: ignore[attr-defined]
+        status, lists = unisender.contact_state(data.get("result"))
+        gone = unisender.UNSUBSCRIBED_STATUSES | {"excluded", "deleted"}
+        # An invitation pending (the lists show up only once it is confirmed) or a place in
+        # one of the form's lists: the call went through, and another would invite again.
+        if status == "invited" or any(lists.get(list_id, "deleted") not in gone
+                                      for list_id in submission.form.list_values):
+            return SubscribeResult(contact_id="", optin_status=optin, warnings=[note],
+                                   raw={"lookup": raw})
+        return None
+    contact = SandboxContact.objects.filter(account=provider.account,
+                                            email__iexact=submission.email.strip()).first()
+    if contact is None:
+        return None
+    return SubscribeResult(contact_id=str(contact.pk), optin_status=optin, warnings=[note])
+
+
+def _hold_for_confirmation(submission: Submission, owner: str) -> Outcome:
     """Local double opt-in: nothing goes to the provider before the click. A row whose
     confirmation email was never sent (broker down at submit time) gets it now."""
-    from esp_forms import optin
-
+    outbox.release(submission, owner=owner, next_attempt_at=None)
     if submission.optin_status == OptinStatus.UNCONFIRMED and not submission.confirmation_sent_at:
-        optin.send_confirmation_locked(submission)
-    submission.next_attempt_at = None
-    submission.save(update_fields=["next_attempt_at", "updated_at"])
-    return Outcome("awaiting-confirmation")
+        optin.send_confirmation(submission.pk)
+    return Outcome(Result.AWAITING_CONFIRMATION)
 
 
 def _error_data(err: Exception) -> dict[str, Any]:
@@ -226,76 +276,122 @@ def _error_data(err: Exception) -> dict[str, Any]:
             "code": getattr(err, "code", None), "response": getattr(err, "response", None)}
 
 
-def _schedule_retry(submission: Submission, err: Exception) -> Outcome:
-    delay = retry_delay(submission.attempts, getattr(err, "retry_after", None))
-    submission.last_error = str(err)
+def _schedule_retry(submission: Submission, owner: str, err: Exception, *,
+                    note: str = "temporary failure") -> Outcome:
+    delay = retry_delay(max(submission.attempts, 1), getattr(err, "retry_after", None))
     if delay is None:
         submission.last_error = (f"Gave up after {submission.attempts} attempts. "
                                  f"Last error: {err}")
-        return _fail(submission, err, kind="exhausted")
-    submission.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    submission.save()
-    log_event(submission, EventKind.ATTEMPT,
-              f"Attempt {submission.attempts}: temporary failure", **_error_data(err))
-    log_event(submission, EventKind.RETRY, f"Retry in {delay:.0f} s: {err}", delay=delay)
-    return Outcome("retry", delay)
+        return _fail(submission, owner, err, kind="exhausted")
+    events = [(EventKind.ATTEMPT, f"Attempt {submission.attempts}: {note}", _error_data(err)),
+              (EventKind.RETRY, f"Retry in {delay:.0f} s: {err}", {"delay": delay})]
+    if not outbox.finish(submission, owner=owner, events=events, fields={
+            "last_error": str(err),
+            "next_attempt_at": timezone.now() + timedelta(seconds=delay)}):
+        return Outcome(Result.LEASE_LOST)
+    return Outcome(Result.RETRY, delay)
 
 
-def _fail(submission: Submission, err: Exception, *, kind: str) -> Outcome:
-    submission.delivery_status = DeliveryStatus.FAILED
-    submission.next_attempt_at = None
-    if kind != "exhausted":
-        submission.last_error = str(err)
-    submission.save()
-    log_event(submission, EventKind.ATTEMPT, f"Attempt {submission.attempts}: {kind}",
-              **_error_data(err))
-    log_event(submission, EventKind.FAILED, submission.last_error, reason=kind)
-    transaction.on_commit(partial(signals.submission_failed.send, sender=Submission,
-                                  submission=submission, error=submission.last_error))
-    return Outcome("failed")
+def _fail(submission: Submission, owner: str, err: Exception, *, kind: str,
+          after_commit: list[Any] | None = None) -> Outcome:
+    last_error = submission.last_error if kind == "exhausted" else str(err)
+    events = [(EventKind.ATTEMPT, f"Attempt {submission.attempts}: {kind}", _error_data(err)),
+              (EventKind.FAILED, last_error, {"reason": kind})]
+    after = [*(after_commit or []),
+             partial(signals.submission_failed.send, sender=Submission, submission=submission,
+                     error=last_error)]
+    if not outbox.finish(submission, owner=owner, events=events, after_commit=after, fields={
+            "delivery_status": DeliveryStatus.FAILED, "next_attempt_at": None,
+            "last_error": last_error}):
+        return Outcome(Result.LEASE_LOST)
+    return Outcome(Result.FAILED)
 
 
 # --- the outbox sweeper -----------------------------------------------------------------------
+
+def _due(grace: float | None) -> QuerySet[Submission]:
+    if grace is None:
+        grace = float(get_setting("SWEEP_GRACE_SECONDS"))
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    return Submission.objects.filter(delivery_status=DeliveryStatus.PENDING,
+                                     next_attempt_at__lte=cutoff)
+
 
 def due_submissions(*, grace: float | None = None, limit: int | None = None
                     ) -> list[tuple[Any, int]]:
     """(id, account id) of pending submissions due ``grace`` seconds ago or earlier, oldest
     first."""
-    if grace is None:
-        grace = float(get_setting("SWEEP_GRACE_SECONDS"))
-    cutoff = timezone.now() - timedelta(seconds=grace)
-    qs = (Submission.objects.filter(delivery_status=DeliveryStatus.PENDING,
-                                    next_attempt_at__lte=cutoff)
-          .order_by("next_attempt_at").values_list("pk", "form__account_id"))
+    qs = _due(grace).order_by("next_attempt_at").values_list("pk", "form__account_id")
     return list(qs[: limit or int(get_setting("SWEEP_BATCH_SIZE"))])
 
 
-def dispatch_due(*, grace: float | None = None, limit: int | None = None) -> dict[str, int]:
-    """Deliver due pending submissions inline (the sweeper and ``esp_forms_dispatch``).
+def _back_off(pk: Any, owner: str, err: Exception) -> None:
+    """A row whose delivery raised outside the provider call: due again later, lease freed."""
+    attempts = Submission.objects.filter(pk=pk).values_list("attempts", flat=True).first() or 0
+    delay = retry_delay(max(attempts, 1)) or float(get_setting("RETRY_SCHEDULE")[-1])
+    Submission.objects.filter(pk=pk, lease_owner=owner).update(
+        next_attempt_at=timezone.now() + timedelta(seconds=delay), lease_owner="",
+        lease_until=None, last_error=f"Unexpected error: {err}"[:2000])
 
-    Rows a worker is delivering right now are skipped (locked), so this never races the
-    workers. Delivering inline rather than re-queueing means a lost task never turns into a
-    growing pile of duplicate messages.
+
+def dispatch_due(*, grace: float | None = None, limit: int | None = None,
+                 fan_out: bool = False) -> dict[str, int]:
+    """Deliver due pending submissions (the sweeper and ``esp_forms_dispatch``).
+
+    One claim leases the batch (rows a worker holds are skipped, so this never races the
+    workers). With ``fan_out`` (the periodic sweep) each claimed row goes to a worker task
+    that takes over the claim, so all worker processes drain the batch; a row whose task
+    cannot be queued is delivered here. Otherwise each row is delivered inline. Either way
+    each row is isolated: one that raises is backed off and the rest go on. Because the lease
+    travels with the task, a lost task only delays its row until the lease runs out; it never
+    turns into a pile of duplicate messages.
     """
-    counts: dict[str, int] = {}
+    owner = outbox.new_owner()
+    ids = outbox.claim(_due(grace), owner=owner,
+                       limit=limit or int(get_setting("SWEEP_BATCH_SIZE")),
+                       order_by=("next_attempt_at",))
+    if fan_out and ids:
+        task = outbox.task_named(outbox.DELIVER_TASK)
+        queued = [pk for pk in ids if outbox.send_task(task, pk, owner=owner)]
+        ids = [pk for pk in ids if pk not in set(queued)]
+        if not ids:
+            return {Result.QUEUED: len(queued)}
+        counts = dispatch_claimed(ids, owner)
+        counts[Result.QUEUED] = len(queued)
+        return counts
+    return dispatch_claimed(ids, owner)
+
+
+def dispatch_claimed(ids: list[Any], owner: str) -> dict[str, int]:
+    """Deliver rows ``owner`` claimed, one by one, in isolation."""
+    rows = {s.pk: s for s in Submission.objects.select_related("form__account")
+            .filter(pk__in=ids)}
     throttled_accounts: set[int] = set()
-    for pk, account_id in due_submissions(grace=grace, limit=limit):
-        if account_id in throttled_accounts:
-            counts["throttled"] = counts.get("throttled", 0) + 1
-            continue
-        outcome = deliver(pk)
-        if outcome.status == "throttled":
-            throttled_accounts.add(account_id)
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-    return counts
+
+    def work(pk: Any) -> str:
+        submission = rows[pk]
+        if submission.form.account_id in throttled_accounts:
+            # The account has no capacity left this round: hand the row back untouched.
+            outbox.release(submission, owner=owner)
+            return Result.THROTTLED
+        outcome = deliver_claimed(submission, owner=owner)
+        if outcome.status == Result.THROTTLED:
+            throttled_accounts.add(submission.form.account_id)
+        return outcome.status
+
+    try:
+        return outbox.for_each([pk for pk in ids if pk in rows], work,
+                               lambda pk, err: _back_off(pk, owner, err))
+    finally:
+        # Whatever the loop did not get to (a database error ended it) is handed back now.
+        Submission.objects.filter(pk__in=ids, lease_owner=owner).update(lease_owner="",
+                                                                        lease_until=None)
 
 
 # --- admin actions ----------------------------------------------------------------------------
 
 def retry_submissions(queryset: QuerySet[Submission]) -> int:
     """Put failed submissions back in the queue with a fresh retry schedule."""
-    from esp_forms import tasks
-
     now = timezone.now()
     count = 0
     for submission in queryset.filter(delivery_status=DeliveryStatus.FAILED):
@@ -307,6 +403,6 @@ def retry_submissions(queryset: QuerySet[Submission]) -> int:
                                            "updated_at"])
             log_event(submission, EventKind.ADMIN, "Retry requested by an admin",
                       previous_error=submission.last_error)
-            transaction.on_commit(partial(send_task, tasks.deliver_submission, submission.pk))
+            outbox.enqueue_on_commit(outbox.DELIVER_TASK, submission.pk)
         count += 1
     return count

@@ -13,6 +13,10 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
+# Re-exported: the statuses live in their own module (imported by the outbox without models
+# importing anything else).
+from esp_forms.statuses import SETTLED_OPTIN, DeliveryStatus, OptinStatus  # noqa: F401
+
 
 def _new_webhook_secret() -> str:
     return secrets.token_urlsafe(24)
@@ -63,25 +67,6 @@ class DoubleOptIn(models.TextChoices):
     PROVIDER = "provider", _("Provider sends the confirmation email")
     LOCAL = "local", _("This site sends the confirmation email")
     OFF = "off", _("Off (no confirmation)")
-
-
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    DELIVERED = "delivered", _("Delivered")
-    FAILED = "failed", _("Failed")
-
-
-class OptinStatus(models.TextChoices):
-    UNCONFIRMED = "unconfirmed", _("Unconfirmed")
-    CONFIRMED = "confirmed", _("Confirmed")
-    NOT_REQUIRED = "not_required", _("Not required")
-    UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
-    EXPIRED = "expired", _("Expired")
-
-
-# Opt-in states that never change again by polling.
-SETTLED_OPTIN = {OptinStatus.CONFIRMED, OptinStatus.NOT_REQUIRED, OptinStatus.UNSUBSCRIBED,
-                 OptinStatus.EXPIRED}
 
 
 class Captcha(models.TextChoices):
@@ -441,6 +426,16 @@ class Submission(models.Model):
     held_at = models.DateTimeField(_("held since"), null=True, blank=True, db_index=True)
     held_reason = models.CharField(_("held because"), max_length=20, blank=True,
                                    choices=HoldReason.choices)
+
+    # The outbox's claim (esp_forms.outbox): whoever holds an unexpired lease is the only one
+    # working on the row (delivering, reading its status, purging it); a dead worker's lease
+    # simply runs out. ``attempt_started_at`` is committed before a provider call and cleared
+    # with its outcome, so a set value on a free row means "called, outcome unknown".
+    lease_owner = models.CharField("claimed by", max_length=64, blank=True, editable=False)
+    lease_until = models.DateTimeField("claimed until", null=True, blank=True,
+                                       editable=False)
+    attempt_started_at = models.DateTimeField("unfinished attempt started at", null=True,
+                                              blank=True, editable=False)
 
     class Meta:
         verbose_name = _("submission")

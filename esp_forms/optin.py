@@ -25,9 +25,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from esp_forms import ratelimit, signals
+from esp_forms import outbox, ratelimit, signals
 from esp_forms.conf import get_setting, site_url
-from esp_forms.delivery import _locked, log_event, send_task
 from esp_forms.exceptions import EspFormsError, ProviderConfigurationError
 from esp_forms.models import (
     DeliveryStatus,
@@ -37,6 +36,7 @@ from esp_forms.models import (
     ProviderAccount,
     Submission,
 )
+from esp_forms.outbox import _locked, log_event, send_task
 from esp_forms.providers import get_provider
 
 logger = logging.getLogger("esp_forms.optin")
@@ -92,42 +92,74 @@ def _expired(submission: Submission) -> bool:
     return age > float(get_setting("UNCONFIRMED_EXPIRY"))
 
 
-def refresh(submission_id: Any) -> str:
-    """Read one delivered submission's opt-in status from its provider and apply it."""
-    with transaction.atomic():
-        submission = (_locked(Submission.objects.select_related("form__account"))
-                      .filter(pk=submission_id).first())
-        if submission is None:
-            return "missing-or-locked"
-        return _refresh_locked(submission)
+def refresh(submission_id: Any, *, owner: str | None = None) -> str:
+    """Read one delivered submission's opt-in status from its provider and apply it.
+
+    The row is claimed through the outbox (a lease, no lock held), the provider is read outside
+    any transaction, and the answer is applied in one short transaction guarded by the lease.
+    """
+    owner = owner or outbox.new_owner()
+    submission = outbox.claim_one(submission_id, owner=owner)
+    if submission is None:
+        return "missing-or-locked"
+    counts = outbox.for_each([submission.pk], lambda pk: refresh_claimed(submission, owner),
+                             lambda pk, err: _back_off(submission, owner))
+    return next(iter(counts))
 
 
-def _refresh_locked(submission: Submission) -> str:
+def _back_off(submission: Submission, owner: str) -> None:
+    """A status read that raised: try again at the next polling interval."""
+    outbox.release(submission, owner=owner, next_optin_check_at=timezone.now() + timedelta(
+        seconds=next_check_delay(submission)))
+
+
+def refresh_claimed(submission: Submission, owner: str) -> str:
+    """:func:`refresh` for a row ``owner`` holds the lease of; releases it in every case."""
     now = timezone.now()
+    release = partial(outbox.release, submission, owner=owner)
     if submission.delivery_status != DeliveryStatus.DELIVERED:
+        release()
         return "not-delivered"
     if submission.form.double_opt_in != DoubleOptIn.PROVIDER and \
             submission.optin_status != OptinStatus.CONFIRMED:
+        release()
         return "not-tracked"
     if submission.optin_status in (OptinStatus.NOT_REQUIRED, OptinStatus.EXPIRED,
                                    OptinStatus.UNSUBSCRIBED):
+        release()
         return "settled"
     account = submission.form.account
     provider = get_provider(account)
     wait = ratelimit.acquire_for(provider)
     if wait > 0:
-        submission.next_optin_check_at = now + timedelta(seconds=wait)
-        submission.save(update_fields=["next_optin_check_at", "updated_at"])
+        release(next_optin_check_at=now + timedelta(seconds=wait))
         return "throttled"
     try:
         status = provider.get_contact_status(submission)
     except (EspFormsError, ProviderConfigurationError) as err:
-        submission.next_optin_check_at = now + timedelta(seconds=next_check_delay(submission))
-        submission.optin_checked_at = now
-        submission.save(update_fields=["next_optin_check_at", "optin_checked_at", "updated_at"])
-        log_event(submission, EventKind.STATUS_CHECKED, f"Status check failed: {err}",
-                  error=str(err))
+        outbox.finish(submission, owner=owner, fields={
+            "next_optin_check_at": now + timedelta(seconds=next_check_delay(submission)),
+            "optin_checked_at": now,
+        }, events=[(EventKind.STATUS_CHECKED, f"Status check failed: {err}",
+                    {"error": str(err)})])
         return "error"
+    with transaction.atomic():
+        # Re-read under a short row lock: a webhook or a click may have moved the row while
+        # the provider was being read, and the status rules decide on the current state.
+        fresh = (Submission.objects.select_for_update(of=("self",))
+                 .select_related("form__account").filter(pk=submission.pk, lease_owner=owner)
+                 .first())
+        if fresh is None:
+            return "lease-lost"
+        outcome = _apply_read(fresh, status, now)
+        Submission.objects.filter(pk=fresh.pk).update(lease_owner="", lease_until=None)
+    return outcome
+
+
+def _apply_read(submission: Submission, status: Any, now: Any) -> str:
+    if submission.optin_status in (OptinStatus.NOT_REQUIRED, OptinStatus.EXPIRED,
+                                   OptinStatus.UNSUBSCRIBED):
+        return "settled"
     submission.optin_checked_at = now
     if status.contact_id and not submission.provider_contact_id:
         submission.provider_contact_id = status.contact_id
@@ -148,30 +180,35 @@ def _refresh_locked(submission: Submission) -> str:
 
 
 def poll_due(*, limit: int | None = None) -> dict[str, int]:
-    """The polling safety net: check unconfirmed submissions whose next check is due."""
+    """The polling safety net: check unconfirmed submissions whose next check is due.
+
+    One claim leases the batch; each row is read in isolation (one that raises is backed off
+    to its next interval and the rest go on). A throttled account ends the round: the limiter
+    is shared with deliveries, and the unread rows are handed back for the next one.
+    """
     now = timezone.now()
-    ids = list(
+    owner = outbox.new_owner()
+    ids = outbox.claim(
         Submission.objects.filter(
             delivery_status=DeliveryStatus.DELIVERED, optin_status=OptinStatus.UNCONFIRMED,
-            form__double_opt_in=DoubleOptIn.PROVIDER, next_optin_check_at__lte=now,
-        ).order_by("next_optin_check_at").values_list("pk", flat=True)[
-            : limit or int(get_setting("POLL_BATCH_SIZE"))]
-    )
-    counts: dict[str, int] = {}
-    for pk in ids:
-        outcome = refresh(pk)
-        counts[outcome] = counts.get(outcome, 0) + 1
-        if outcome == "throttled":
-            break  # the rest waits for the next round; the limiter is shared with deliveries
-    return counts
+            form__double_opt_in=DoubleOptIn.PROVIDER, next_optin_check_at__lte=now),
+        owner=owner, limit=limit or int(get_setting("POLL_BATCH_SIZE")),
+        order_by=("next_optin_check_at",))
+    rows = {s.pk: s for s in Submission.objects.select_related("form__account")
+            .filter(pk__in=ids)}
+    try:
+        return outbox.for_each(
+            [pk for pk in ids if pk in rows], lambda pk: refresh_claimed(rows[pk], owner),
+            lambda pk, err: _back_off(rows[pk], owner), stop=lambda out: out == "throttled")
+    finally:
+        Submission.objects.filter(pk__in=ids, lease_owner=owner).update(lease_owner="",
+                                                                        lease_until=None)
 
 
 def request_refresh(account: ProviderAccount, email: str, *, reason: str = "webhook",
                     data: dict[str, Any] | None = None) -> int:
     """A hint (webhook, sandbox click) that ``email``'s status changed at ``account``: queue a
     status read for its delivered submissions. The hint itself changes nothing."""
-    from esp_forms import tasks
-
     submissions = list(Submission.objects.filter(
         form__account=account, email__iexact=email.strip(),
         delivery_status=DeliveryStatus.DELIVERED,
@@ -183,7 +220,8 @@ def request_refresh(account: ProviderAccount, email: str, *, reason: str = "webh
                   details=data or {})
         # If the broker loses the task, polling still looks at it right away.
         Submission.objects.filter(pk=submission.pk).update(next_optin_check_at=now)
-        transaction.on_commit(partial(send_task, tasks.refresh_optin, submission.pk))
+        transaction.on_commit(partial(send_task, outbox.task_named(outbox.REFRESH_TASK),
+                                      submission.pk))
     return len(submissions)
 
 
@@ -272,8 +310,6 @@ class ConfirmationError(Exception):
 
 def confirm(token: str, *, ip: str | None) -> Submission:
     """Confirm the submission behind a local double opt-in link and release its delivery."""
-    from esp_forms import tasks
-
     try:
         submission_id = read_token(token)
     except signing.SignatureExpired:
@@ -295,7 +331,8 @@ def confirm(token: str, *, ip: str | None) -> Submission:
         if submission.delivery_status == DeliveryStatus.PENDING:
             submission.next_attempt_at = timezone.now()
             submission.save(update_fields=["next_attempt_at", "updated_at"])
-            transaction.on_commit(partial(send_task, tasks.deliver_submission, submission.pk))
+            transaction.on_commit(partial(send_task, outbox.task_named(outbox.DELIVER_TASK),
+                                          submission.pk))
     return submission
 
 

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from esp_forms import outbox
 from esp_forms.conf import get_setting
 from esp_forms.models import DeliveryStatus, EventKind, Submission, SubmissionEvent
+
+logger = logging.getLogger("esp_forms.retention")
+
+# Rows erased per claim and transaction: short transactions, bounded memory.
+PURGE_BATCH_SIZE = 500
 
 
 def purge(*, days: int | None = None, dry_run: bool = False) -> int:
     """Erase email, phone, data, IPs and user agent of settled submissions older than
     ``days`` (default ``RETENTION_DAYS``), and the provider exchanges in their event log.
     Pending submissions are kept whole: they still have to be delivered (unless held by the
-    abuse gate and never released)."""
+    abuse gate and never released).
+
+    Rows are claimed through the outbox in batches (a row a worker is reading right now is
+    skipped until the next run); a batch that raises is retried row by row, and a row that
+    still raises is logged and left for the next run while the others are erased.
+    """
     days = get_setting("RETENTION_DAYS") if days is None else days
     if days is None:
         return 0
@@ -26,22 +38,48 @@ def purge(*, days: int | None = None, dry_run: bool = False) -> int:
         delivery_status=DeliveryStatus.PENDING, held_at__isnull=True)
     if dry_run:
         return qs.count()
-    with transaction.atomic():
-        ids = list(qs.values_list("pk", flat=True))
-        return erase_personal_data(ids, reason=f"Personal data erased after {days} days")
+    reason = f"Personal data erased after {days} days"
+    owner = outbox.new_owner()
+    count = 0
+    failed: list[Any] = []
+    while True:
+        ids = outbox.claim(qs.exclude(pk__in=failed), owner=owner, limit=PURGE_BATCH_SIZE,
+                           order_by=("created_at",))
+        if not ids:
+            return count
+        try:
+            count += erase_personal_data(ids, reason=reason, owner=owner)
+        except outbox.INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception:
+            logger.warning("Purging a batch of %s raised; erasing its rows one by one.",
+                           len(ids), exc_info=True)
+            counts = outbox.for_each(
+                ids, lambda pk: ("erased" if erase_personal_data([pk], reason=reason,
+                                                                 owner=owner) else "skipped"),
+                lambda pk, err: failed.append(pk))
+            count += counts.get("erased", 0)
+        # Rows that raised keep their lease (until it runs out) so the next batch skips them.
+        Submission.objects.filter(pk__in=ids, lease_owner=owner).exclude(
+            pk__in=failed).update(lease_owner="", lease_until=None)
 
 
-def erase_personal_data(ids: list[Any], *, reason: str) -> int:
+def erase_personal_data(ids: list[Any], *, reason: str, owner: str | None = None) -> int:
     """Erase email, phone, data, IPs and user agent of these submissions and the provider
     exchanges in their event log, keeping the rows (so every count stays right); log
-    ``reason`` as a ``purged`` event on each. Also used by erasure on request (consent.py)."""
+    ``reason`` as a ``purged`` event on each. ``owner``: only rows under that outbox lease
+    (the purge), which is released. Also used by erasure on request (consent.py)."""
     now = timezone.now()
     with transaction.atomic():
-        SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
-        count = Submission.objects.filter(pk__in=ids).update(
+        rows = Submission.objects.filter(pk__in=ids)
+        if owner is not None:
+            rows = rows.filter(lease_owner=owner)
+            ids = list(rows.values_list("pk", flat=True))
+        count = rows.update(
             email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
             # Nothing is left to poll or deliver for an erased row.
-            next_optin_check_at=None, purged_at=now)
+            next_optin_check_at=None, purged_at=now, lease_owner="", lease_until=None)
+        SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
         SubmissionEvent.objects.bulk_create(
             SubmissionEvent(submission_id=pk, kind=EventKind.PURGED, message=reason)
             for pk in ids)

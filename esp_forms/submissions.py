@@ -1,7 +1,7 @@
 """Storing a validated signup, and the one flow both the HTML view and the JSON API run.
 
 The row is committed before the visitor gets an answer, so nothing a visitor was told succeeded
-can be lost; the hand-off to Celery happens on commit (``esp_forms.delivery.submission_stored``)
+can be lost; the hand-off to Celery happens on commit (``esp_forms.outbox.submission_stored``)
 and a broker failure there only leaves the row pending for the sweeper.
 """
 
@@ -15,10 +15,12 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import sql
+from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone, translation
 
-from esp_forms import abuse, captcha, delivery, spam
+from esp_forms import abuse, captcha, outbox, spam
 from esp_forms.client_ip import get_client_ip
 from esp_forms.conf import get_setting
 from esp_forms.forms import CleanedSubmission, SignupSubmissionForm
@@ -29,6 +31,7 @@ from esp_forms.models import (
     OptinStatus,
     SignupForm,
     Submission,
+    SubmissionEvent,
 )
 
 logger = logging.getLogger("esp_forms.submissions")
@@ -41,21 +44,72 @@ def initial_optin_status(form: SignupForm) -> str:
         else OptinStatus.UNCONFIRMED
 
 
-def _lock_signup(form: SignupForm, email: str) -> None:
-    """Serialise concurrent signups of one email on one form (a double click, two tabs).
+def _lock_key(form: SignupForm, email: str) -> int:
+    digest = hashlib.blake2b(f"esp_forms:{form.pk}:{email.lower()}".encode(),
+                             digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
-    On PostgreSQL a transaction-scoped advisory lock keyed on (form, email) makes the second
-    request wait and then find the first one's row, so it collapses instead of duplicating.
+
+def _compiled(queryset: Any) -> tuple[str, tuple[Any, ...]]:
+    sql, params = queryset.query.get_compiler(connection=connection).as_sql()
+    return sql, tuple(params)
+
+
+def _insert(obj: Any) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT Django would run for ``obj`` (every column, auto id left to the database)."""
+    meta = obj._meta
+    query = sql.InsertQuery(type(obj))
+    query.insert_values([f for f in meta.local_concrete_fields if f is not meta.auto_field],
+                        [obj])
+    [(statement, params)] = query.get_compiler(connection=connection).as_sql()
+    return statement, tuple(params)
+
+
+def _duplicate_of(form: SignupForm, email: str, now: Any, window: timedelta) -> Any:
+    """Lock (form, email) and find a recent submission to collapse into; returns its id.
+
+    Concurrent signups of one email on one form (a double click, two tabs) are serialised: on
+    PostgreSQL a transaction-scoped advisory lock keyed on (form, email) makes the second
+    request wait and then find the first one's row. The lock and the lookup go to the server
+    in one round trip (two statements: the lookup's snapshot is taken after the lock is held).
     Other databases: SQLite serialises writers anyway; elsewhere a rare duplicate is harmless
     (the providers deduplicate by email).
     """
+    lookup = (Submission.objects.select_for_update()
+              .filter(form=form, email__iexact=email, created_at__gte=now - window,
+                      purged_at__isnull=True)
+              .exclude(delivery_status=DeliveryStatus.FAILED)
+              .exclude(optin_status__in=[OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED])
+              .order_by("-created_at").values_list("pk", flat=True)[:1])
     if connection.vendor != "postgresql":
-        return
-    digest = hashlib.blake2b(f"esp_forms:{form.pk}:{email.lower()}".encode(),
-                             digest_size=8).digest()
-    key = int.from_bytes(digest, "big", signed=True)
+        return lookup.first() if window else None
+    key = _lock_key(form, email)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        if not window:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+            return None
+        statement, params = _compiled(lookup)
+        cursor.execute(f"SELECT pg_advisory_xact_lock(%s); {statement}", (key, *params))
+        cursor.nextset()
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _create(submission: Submission, event: SubmissionEvent) -> None:
+    """INSERT the submission and its first event; on PostgreSQL in one round trip."""
+    if connection.vendor != "postgresql":
+        submission.save(force_insert=True)
+        event.save(force_insert=True)
+        return
+    pre_save.send(sender=Submission, instance=submission, raw=False, using=connection.alias,
+                  update_fields=None)
+    first, first_params = _insert(submission)
+    second, second_params = _insert(event)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{first}; {second}", first_params + second_params)
+    submission._state.adding, submission._state.db = False, connection.alias
+    post_save.send(sender=Submission, instance=submission, created=True, raw=False,
+                   using=connection.alias, update_fields=None)
 
 
 def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | None,
@@ -65,6 +119,9 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
     A repeat of the same email on the same form within ``DUPLICATE_WINDOW`` seconds is collapsed
     into the earlier submission (its data and phone updated, ``created`` False), unless that one
     failed, was unsubscribed or expired, or was purged: then the person is signing up afresh.
+
+    On PostgreSQL a new signup costs four round trips: BEGIN, lock + duplicate lookup, the two
+    INSERTs, COMMIT; the row is committed before the visitor is answered.
     """
     email = cleaned["email"]
     phone = cleaned.get("phone") or ""
@@ -72,19 +129,10 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
     now = timezone.now()
     window = timedelta(seconds=int(get_setting("DUPLICATE_WINDOW") or 0))
     with transaction.atomic():
-        _lock_signup(form, email)
-        existing = None
-        if window:
-            existing = (
-                Submission.objects.select_for_update()
-                .filter(form=form, email__iexact=email, created_at__gte=now - window,
-                        purged_at__isnull=True)
-                .exclude(delivery_status=DeliveryStatus.FAILED)
-                .exclude(optin_status__in=[OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED])
-                .order_by("-created_at")
-                .first()
-            )
-        if existing is not None:
+        existing_pk = _duplicate_of(form, email, now, window)
+        if existing_pk is not None:
+            existing = Submission.objects.select_for_update().get(pk=existing_pk)
+            existing.form = form
             changed = sorted(key for key, value in data.items()
                              if existing.data.get(key) != value)
             existing.data = {**existing.data, **data}
@@ -96,19 +144,21 @@ def store_submission(form: SignupForm, cleaned: CleanedSubmission, *, ip: str | 
             # Only these columns: a worker may be updating the statuses at the same time.
             existing.save(update_fields=update_fields)
             # Field names only: the event log keeps no personal data of its own.
-            delivery.log_event(existing, EventKind.COLLAPSED,
-                               "Repeat signup collapsed into this submission.", changed=changed)
-            delivery.submission_stored(existing, created=False)
+            outbox.log_event(existing, EventKind.COLLAPSED,
+                             "Repeat signup collapsed into this submission.", changed=changed)
+            outbox.submission_stored(existing, created=False)
             return existing, False
-        submission = Submission.objects.create(
+        submission = Submission(
             form=form, email=email, phone=phone, data=data,
             delivery_status=DeliveryStatus.PENDING, optin_status=initial_optin_status(form),
             next_attempt_at=now, ip=ip, user_agent=(user_agent or "")[:USER_AGENT_MAX_LENGTH],
             consent_text=form.consent_text, created_at=now,
             language=(translation.get_language() or "")[:15],
         )
-        delivery.log_event(submission, EventKind.CREATED, "Submission stored.")
-        delivery.submission_stored(submission, created=True)
+        _create(submission, SubmissionEvent(submission=submission, kind=EventKind.CREATED,
+                                            message="Submission stored.", data={},
+                                            created_at=now))
+        outbox.submission_stored(submission, created=True)
         return submission, True
 
 

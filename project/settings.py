@@ -67,7 +67,10 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{DEMO_DIR / 'db.sqlite3'}", conn_max_age=0,
+        # Persistent connections, checked before each request or task reuses them: a new
+        # PostgreSQL connection costs about as much as a whole signup (docs/performance.md).
+        default=f"sqlite:///{DEMO_DIR / 'db.sqlite3'}", conn_max_age=600,
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from esp_forms import abuse, delivery, optin, signals
+from esp_forms import abuse, delivery, optin, outbox, signals
 from esp_forms.models import (
     AbuseCounter,
     DeliveryStatus,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def queued(monkeypatch):
     """Tasks handed to the broker after commit, as (task name, submission id)."""
     sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(delivery, "send_task",
+    monkeypatch.setattr(outbox, "send_task",
                         lambda task, pk, countdown=None: sent.append((task.name, str(pk))))
     return sent
 

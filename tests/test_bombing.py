@@ -19,7 +19,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from esp_forms import abuse, delivery, optin
+from esp_forms import abuse, delivery, optin, outbox
 from esp_forms.models import (
     DoubleOptIn,
     EventKind,
@@ -84,7 +84,7 @@ def attack(form_types: list[str], seed: int) -> dict[str, int]:
 @pytest.fixture
 def queued(monkeypatch):
     sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(delivery, "send_task",
+    monkeypatch.setattr(outbox, "send_task",
                         lambda task, pk, countdown=None: sent.append((task.name, str(pk))))
     return sent
 

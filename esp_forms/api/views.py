@@ -31,7 +31,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import captcha, spam
+from esp_forms import captcha, formcache, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
     FormSchemaSerializer,
@@ -147,8 +147,7 @@ class PublicAPIView(APIView):
 
 
 def get_active_form(form_type: str) -> SignupForm:
-    form = (SignupForm.objects.select_related("account")
-            .filter(form_type=form_type, is_active=True).first())
+    form = formcache.active_form(form_type)
     if form is None:
         raise Http404(_("There is no active signup form called “%(form_type)s”.") % {
             "form_type": form_type})

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from esp_forms.models import SignupForm
+from esp_forms import formcache
 from esp_forms.views.signup import render_assets, render_signup_form
 
 logger = logging.getLogger("esp_forms.templatetags")
@@ -39,8 +39,7 @@ def _render_state(context: template.Context) -> dict[Any, Any]:
 @register.simple_tag(takes_context=True)
 def esp_form(context: template.Context, form_type: str) -> SafeString:
     request = context.get("request")
-    signup_form = (SignupForm.objects.select_related("account")
-                   .filter(form_type=str(form_type), is_active=True).first())
+    signup_form = formcache.active_form(str(form_type))
     if signup_form is None:
         logger.warning("{%% esp_form %%}: there is no active signup form %r; nothing rendered.",
                        form_type)

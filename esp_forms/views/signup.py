@@ -12,17 +12,26 @@ import logging
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import DisallowedRedirect
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
+from django.middleware.csrf import get_token
 from django.template.loader import render_to_string, select_template
 from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 from django.views.decorators.http import require_http_methods
 
-from esp_forms import captcha
+from esp_forms import captcha, formcache, spam
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
+from esp_forms.conf import get_setting
 from esp_forms.forms import NON_FIELD_KEY, TOKEN_FIELD, SignupSubmissionForm
 from esp_forms.models import SignupForm
 from esp_forms.spam import honeypot_field_name
@@ -70,10 +79,10 @@ def render_assets(request: HttpRequest | None, render_state: dict[Any, Any] | No
         if render_state.get(_ASSETS_ATTR):
             return mark_safe("")
         render_state[_ASSETS_ATTR] = True
-    return mark_safe(render_to_string(ASSETS_TEMPLATE, {
+    return mark_safe(formcache.rendered(("assets",), lambda: render_to_string(ASSETS_TEMPLATE, {
         "css_url": static("esp_forms/esp_forms.css"),
         "js_url": static("esp_forms/esp_forms.js"),
-    }))
+    })))
 
 
 def _captcha_script(request: HttpRequest | None, signup_form: SignupForm,
@@ -100,9 +109,16 @@ def _captcha_script(request: HttpRequest | None, signup_form: SignupForm,
 def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
                        form: SignupSubmissionForm | None = None, message: str = "",
                        message_kind: str = "", done: bool = False, heading: str = "h2",
-                       assets: bool = True, render_state: dict[Any, Any] | None = None
-                       ) -> SafeString:
+                       assets: bool = True, render_state: dict[Any, Any] | None = None,
+                       extra_context: dict[str, Any] | None = None) -> SafeString:
     """The form's HTML (override template first), as the page and the template tag show it."""
+    # Not with DEBUG on: a template edited during development shows at once.
+    # Nor for a CAPTCHA form: its provider's script goes with the page's first such form only.
+    if (form is None and request is not None and not message and not done
+            and get_setting("FORM_CACHE_SECONDS") and not settings.DEBUG
+            and not signup_form.captcha):
+        return _render_from_cache(request, signup_form, heading=heading, assets=assets,
+                                  render_state=render_state)
     if form is None:
         form = SignupSubmissionForm(signup_form, uid=next_uid(request, signup_form.form_type))
     context = {
@@ -118,9 +134,49 @@ def render_signup_form(request: HttpRequest | None, signup_form: SignupForm, *,
         "assets": render_assets(request, render_state) if assets else "",
         "captcha": captcha.widget_context(signup_form),
         "captcha_script": _captcha_script(request, signup_form, render_state),
+        **(extra_context or {}),
     }
     template = select_template(form_templates(signup_form.form_type))
     return mark_safe(template.render(context, request))
+
+
+# Placeholders in a cached form skeleton for what differs per request (never in real output).
+_UID, _CSRF, _TOKEN, _ASSETS = ("espuid0c4ch3d", "espcsrf0c4ch3d", "esptoken0c4ch3d",
+                                "espassets0c4ch3d")
+_MEMO_ATTR = "_esp_forms_render_memo"
+
+
+def _render_from_cache(request: HttpRequest, signup_form: SignupForm, *, heading: str,
+                       assets: bool, render_state: dict[Any, Any] | None) -> SafeString:
+    """A blank form is the same HTML on every page view but for its element ids, its CSRF and
+    anti-spam tokens and the assets: render it once per process and language (the form cache
+    drops it when the form changes) and fill those in. The template then sees only the
+    context render_signup_form gives it, not the request."""
+
+    def render() -> str:
+        form = SignupSubmissionForm(signup_form, uid=_UID)
+        token = str(form.fields[TOKEN_FIELD].initial)
+        html = str(render_signup_form(None, signup_form, form=form, heading=heading,
+                                      assets=False, extra_context={
+                                          "csrf_token": _CSRF, "assets": mark_safe(_ASSETS)}))
+        return html.replace(token, _TOKEN)
+
+    skeleton = formcache.rendered(
+        (signup_form.pk, signup_form.form_type, heading, get_language()), render)
+    uid = next_uid(request, signup_form.form_type)
+    # One CSRF token and one anti-spam token per form type for the whole page view: masking
+    # and signing them again for each form on the page would cost more than the rest.
+    memo: dict[str, str] = getattr(request, _MEMO_ATTR, None) or {}
+    setattr(request, _MEMO_ATTR, memo)
+    if _CSRF not in memo:
+        memo[_CSRF] = get_token(request)
+    token_key = f"token:{signup_form.form_type}"
+    if token_key not in memo:
+        memo[token_key] = spam.issue_token(signup_form.form_type)
+    return mark_safe(
+        skeleton.replace(_UID, uid).replace(_CSRF, memo[_CSRF])
+        .replace(_TOKEN, memo[token_key])
+        .replace(_ASSETS, render_assets(request, render_state) if assets else ""))
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -141,8 +197,9 @@ def _page(request: HttpRequest, signup_form: SignupForm, *, status: int = 200,
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def form_page(request: HttpRequest, form_type: str) -> HttpResponse:
-    signup_form = get_object_or_404(SignupForm.objects.select_related("account"),
-                                    form_type=form_type, is_active=True)
+    signup_form = formcache.active_form(form_type)
+    if signup_form is None:
+        raise Http404("No SignupForm matches the given query.")
     if request.method != "POST":
         return _page(request, signup_form)
 

@@ -33,6 +33,11 @@ WORKER_ESP_FORMS = {
     "POLL_INITIAL_DELAY": 0,
     "RATE_LIMIT_SAFETY_SECONDS": 0.5,
     "SITE_URL": "http://testserver",
+    # A short outbox lease, still longer than one call's timeouts, so a killed worker's row
+    # is taken over within seconds.
+    "CONNECT_TIMEOUT": 2,
+    "READ_TIMEOUT": 5,
+    "LEASE_SECONDS": 8,
 }
 
 
@@ -131,11 +136,15 @@ def start_worker(tmp_path) -> Iterator[Callable[..., Worker]]:
     db_name = connection.settings_dict["NAME"]  # the test database pytest-django created
     db = settings.DATABASES["default"]
 
-    def start(name: str = "w1", *, concurrency: int = 1, extra: dict | None = None) -> Worker:
+    def start(name: str = "w1", *, concurrency: int = 1, extra: dict | None = None,
+              app: str = "project", database_url: str | None = None,
+              env_extra: dict | None = None) -> Worker:
         env = {
             **os.environ,
-            "DATABASE_URL": (f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
-                             f"{db['PORT'] or 5432}/{db_name}"),
+            **(env_extra or {}),
+            "DATABASE_URL": database_url or (
+                f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:"
+                f"{db['PORT'] or 5432}/{db_name}"),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "ESP_FORMS_JSON": json.dumps({**WORKER_ESP_FORMS, **(extra or {})}),
             "ESP_FORMS_DEMO_DIR": str(tmp_path / "demo"),
@@ -143,7 +152,7 @@ def start_worker(tmp_path) -> Iterator[Callable[..., Worker]]:
         }
         log = tmp_path / f"{name}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "project", "worker", "-l", "info",
+            [sys.executable, "-m", "celery", "-A", app, "worker", "-l", "info",
              "-n", f"{name}@%h", "--concurrency", str(concurrency), "--pool", "prefork",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,

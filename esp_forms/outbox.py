@@ -1,0 +1,360 @@
+"""The outbox: who may work on a stored submission, how that work is recorded, what comes next.
+
+Delivery, opt-in status reads and the retention purge all follow the same three steps, so that
+no database lock or transaction is ever held while a provider is being called:
+
+1. **Claim.** One short committed statement gives due rows a lease (``lease_owner``,
+   ``lease_until``); on PostgreSQL the candidates are picked with ``FOR UPDATE SKIP LOCKED``, so
+   claimers never wait on each other. A row with an unexpired lease belongs to its owner alone.
+2. **Work** outside any transaction. Before a provider call that changes something, the attempt
+   is committed (:func:`start_attempt`), so a call whose outcome was lost (the worker or the
+   database died) is known and resolved by reading the provider before anything is sent again.
+3. **Finish** in one short transaction guarded by the lease (:func:`finish`): the row's new
+   values and its events together, side effects (signals, alert mails, enqueues) after commit.
+   A finish whose lease was lost records nothing.
+
+A lost worker's lease runs out after :func:`lease_seconds` and the row is claimed again. Each
+row of a batch is worked on in isolation (:func:`for_each`): one that raises is logged, backed
+off and skipped.
+
+This module also owns the event log (:func:`log_event`) and enqueueing (:func:`send_task`,
+:func:`enqueue`, :func:`submission_stored`). It imports neither the delivery, the opt-in nor
+the task module: tasks are enqueued by name through Celery's registry and pooled producer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Q, QuerySet, sql
+from django.utils import timezone
+
+from esp_forms import formcache
+from esp_forms.conf import get_setting
+from esp_forms.models import DoubleOptIn, Submission, SubmissionEvent
+from esp_forms.statuses import OptinStatus
+
+logger = logging.getLogger("esp_forms.outbox")
+
+# Task names (esp_forms.tasks registers them); enqueued by name so that nothing here imports
+# the task module, which imports the modules that import this one.
+DELIVER_TASK = "esp_forms.deliver_submission"
+CONFIRMATION_TASK = "esp_forms.send_confirmation"
+REFRESH_TASK = "esp_forms.refresh_optin"
+
+# Errors that mean the database itself is gone: they end a batch instead of being pinned on
+# one row (which could not be backed off anyway).
+INFRASTRUCTURE_ERRORS = (InterfaceError, OperationalError)
+
+
+# --- leases -----------------------------------------------------------------------------------
+
+def lease_seconds() -> float:
+    """How long a claim lasts. Longer than the slowest provider exchange one claim makes (up to
+    three calls, each bounded by the connect and read timeouts) plus a margin, so a live worker
+    never loses its row to another one mid-call."""
+    configured = get_setting("LEASE_SECONDS")
+    if configured:
+        return float(configured)
+    call = float(get_setting("CONNECT_TIMEOUT")) + float(get_setting("READ_TIMEOUT"))
+    return 3 * call + 10
+
+
+def new_owner() -> str:
+    return uuid.uuid4().hex
+
+
+def _free(now: Any, owner: str) -> Q:
+    # The owner may claim its own row again: a task retried by Celery after a database error
+    # keeps its task id, so it resumes its lease instead of waiting for it to run out.
+    return Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_owner=owner)
+
+
+def skip_locked() -> bool:
+    return bool(connection.features.has_select_for_update_skip_locked)
+
+
+def _locked(queryset: QuerySet[Submission]) -> QuerySet[Submission]:
+    """Row lock for the short read-modify-write transactions (webhooks, confirmation links)."""
+    if skip_locked():
+        return queryset.select_for_update(skip_locked=True, of=("self",))
+    # SQLite serialises writers itself; the demo runs one worker.
+    return queryset.select_for_update()
+
+
+def claim(queryset: QuerySet[Submission], *, owner: str, limit: int,
+          order_by: Iterable[str] = ()) -> list[Any]:
+    """Lease up to ``limit`` rows of ``queryset`` to ``owner``; returns their ids, committed."""
+    now = timezone.now()
+    until = now + timedelta(seconds=lease_seconds())
+    free = _free(now, owner)
+    with transaction.atomic():
+        candidates = queryset.filter(free).order_by(*order_by)
+        if skip_locked():
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return []
+        Submission.objects.filter(free, pk__in=ids).update(lease_owner=owner,
+                                                           lease_until=until)
+        if not skip_locked():
+            # Without row locks another claimer may have won some rows between the two
+            # statements (SQLite serialises them, others might not): keep only ours.
+            ids = list(Submission.objects.filter(pk__in=ids, lease_owner=owner,
+                                                 lease_until=until)
+                       .values_list("pk", flat=True))
+    return ids
+
+
+def claim_one(pk: Any, *, owner: str) -> Submission | None:
+    """Lease one row (one UPDATE) and load it with its form and account; None when another
+    owner holds it or it does not exist."""
+    now = timezone.now()
+    until = now + timedelta(seconds=lease_seconds())
+    if connection.vendor == "postgresql":
+        # One round trip: the claim returns the row; its form, account and fields come from
+        # the process's form cache.
+        table = Submission._meta.db_table
+        claimed = list(Submission.objects.raw(
+            f'UPDATE "{table}" SET lease_owner = %s, lease_until = %s '
+            "WHERE id = %s AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) "
+            "RETURNING *", [owner, until, pk, now, owner]))
+        if not claimed:
+            return None
+        submission = claimed[0]
+        form = formcache.form_by_id(submission.form_id)
+        if form is not None:
+            submission.form = form
+        return submission
+    won = Submission.objects.filter(_free(now, owner), pk=pk).update(lease_owner=owner,
+                                                                     lease_until=until)
+    if not won:
+        return None
+    return (Submission.objects.select_related("form__account").prefetch_related("form__fields")
+            .filter(pk=pk).first())
+
+
+def start_attempt(submission: Submission, *, owner: str) -> bool:
+    """Commit "a provider call starts now" before making it; False when the lease was lost."""
+    now = timezone.now()
+    won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(
+        attempts=F("attempts") + 1, attempt_started_at=now, last_attempt_at=now)
+    if won:
+        submission.attempts += 1
+        submission.attempt_started_at = submission.last_attempt_at = now
+    return bool(won)
+
+
+def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None = None,
+           events: Iterable[tuple[str, str, dict[str, Any]]] = (),
+           after_commit: Iterable[Callable[[], Any]] = ()) -> bool:
+    """Record an outcome: the row's ``fields`` and its ``events`` (kind, message, data) in one
+    transaction, releasing the lease and closing the attempt; ``after_commit`` callables run
+    once it committed. False (nothing recorded) when ``owner`` no longer holds the lease."""
+    values = {**(fields or {}), "lease_owner": "", "lease_until": None,
+              "attempt_started_at": None, "updated_at": timezone.now()}
+    events = list(events)
+    after_commit = list(after_commit)
+    if events and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        won = _finish_in_one_statement(submission, owner, values, events)
+        if won:
+            for name, value in values.items():
+                setattr(submission, name, value)
+            for callback in after_commit:
+                callback()  # the statement committed on its own
+        else:
+            logger.warning("Submission %s: the lease of %s ran out before its outcome was "
+                           "recorded; another claim owns the row now.", submission.pk, owner)
+        return won
+    with transaction.atomic():
+        won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(**values)
+        if not won:
+            logger.warning("Submission %s: the lease of %s ran out before its outcome was "
+                           "recorded; another claim owns the row now.", submission.pk, owner)
+            return False
+        rows = [SubmissionEvent(submission_id=submission.pk, kind=kind, message=message,
+                                data=data) for kind, message, data in events]
+        if rows:
+            SubmissionEvent.objects.bulk_create(rows)
+        for callback in after_commit:
+            transaction.on_commit(callback)
+    for name, value in values.items():
+        setattr(submission, name, value)
+    return True
+
+
+def _finish_in_one_statement(submission: Submission, owner: str, values: dict[str, Any],
+                             events: list[tuple[str, str, dict[str, Any]]]) -> bool:
+    """PostgreSQL: the guarded UPDATE and the event INSERTs as one statement (one round trip,
+    atomic on its own): the events are written only for a row the UPDATE matched."""
+    update = Submission.objects.filter(pk=submission.pk, lease_owner=owner).query.chain(
+        sql.UpdateQuery)
+    update.add_update_values(values)
+    update_sql, update_params = update.get_compiler(connection=connection).as_sql()
+    data_field = SubmissionEvent._meta.get_field("data")
+    now = timezone.now()
+    rows, params = [], []
+    for kind, message, data in events:
+        rows.append("(%s, %s, %s::jsonb, %s::timestamptz)")
+        params += [kind, message, data_field.get_db_prep_value(data, connection), now]
+    statement = (
+        f"WITH won AS ({update_sql} RETURNING 1) "
+        f"INSERT INTO {SubmissionEvent._meta.db_table} "
+        "(submission_id, kind, message, data, created_at) "
+        f"SELECT %s, e.kind, e.message, e.data, e.created_at FROM won, "
+        f"(VALUES {', '.join(rows)}) AS e(kind, message, data, created_at)")
+    with connection.cursor() as cursor:
+        cursor.execute(statement, (*update_params, submission.pk, *params))
+        return cursor.rowcount > 0
+
+
+def release(submission: Submission, *, owner: str, **fields: Any) -> bool:
+    """Give the row back (with ``fields`` changed) without recording an attempt outcome."""
+    values = {**fields, "lease_owner": "", "lease_until": None, "updated_at": timezone.now()}
+    won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(**values)
+    for name, value in values.items():
+        setattr(submission, name, value)
+    return bool(won)
+
+
+def for_each(ids: Iterable[Any], work: Callable[[Any], str],
+             back_off: Callable[[Any, Exception], None], counts: dict[str, int] | None = None,
+             *, stop: Callable[[str], bool] | None = None) -> dict[str, int]:
+    """Run ``work(pk)`` for each claimed row, in isolation: a row that raises is logged, backed
+    off (``back_off(pk, error)``) and counted as ``error``; the others go on. Only a database
+    that is gone ends the batch. ``stop(outcome)`` True ends it early (e.g. a rate limit)."""
+    counts = {} if counts is None else counts
+    for pk in ids:
+        try:
+            outcome = str(work(pk))
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as err:
+            logger.exception("Submission %s raised; backed off, the batch goes on.", pk)
+            outcome = "error"
+            try:
+                back_off(pk, err)
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception:
+                logger.exception("Submission %s: could not back off either.", pk)
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if stop is not None and stop(outcome):
+            break
+    return counts
+
+
+# --- events -----------------------------------------------------------------------------------
+
+def log_event(submission: Submission, kind: str, message: str = "", **data: Any
+              ) -> SubmissionEvent:
+    return SubmissionEvent.objects.create(submission=submission, kind=kind, message=message,
+                                          data=data)
+
+
+# --- enqueueing -------------------------------------------------------------------------------
+
+_producers = threading.local()
+
+
+def _producer(task: Any) -> Any:
+    """A producer from the Celery app's pool, kept by this thread between calls.
+
+    Acquiring one from the pool for every message costs more than publishing it; a web or
+    worker thread publishes one message at a time, so it keeps its own.
+    """
+    app = getattr(task, "app", None)
+    if app is None or not hasattr(app, "producer_pool"):
+        return None
+    held = getattr(_producers, "held", None)
+    if held is None or held[0] is not app:
+        _drop_producer()
+        held = _producers.held = (app, app.producer_pool.acquire(block=True))
+    return held[1]
+
+
+def _drop_producer() -> None:
+    held = getattr(_producers, "held", None)
+    _producers.held = None
+    if held is not None:
+        try:
+            held[1].release()
+        except Exception:  # already broken: nothing to give back
+            logger.debug("Could not release a stale producer", exc_info=True)
+
+
+def send_task(task: Any, submission_id: Any, countdown: float | None = None, *,
+              owner: str | None = None) -> bool:
+    """Queue a task for one submission; False (and a warning) when the broker is unreachable,
+    in which case the sweeper finds the row later: nothing is lost.
+
+    ``apply_async`` publishes through the Celery app's producer pool, so a web process reuses
+    one broker connection instead of opening one per request.
+    """
+    options: dict[str, Any] = {}
+    if owner:
+        # The task takes over this claim instead of waiting for it to run out.
+        options["kwargs"] = {"owner": owner}
+    if countdown:
+        options["countdown"] = countdown
+    queue = get_setting("CELERY_QUEUE")
+    if queue:
+        options["queue"] = queue
+    try:
+        # Celery's publish retries and reconnects a held producer's connection itself.
+        task.apply_async((str(submission_id),), producer=_producer(task), **options)
+        return True
+    except Exception:
+        _drop_producer()  # the next message starts from a fresh pool connection
+        logger.warning("Could not queue %s for submission %s; the sweeper will pick it up.",
+                       getattr(task, "name", task), submission_id, exc_info=True)
+        return False
+
+
+def task_named(name: str) -> Any:
+    """The registered task ``name`` (esp_forms.tasks is imported once, when first needed)."""
+    from celery import current_app
+
+    if name not in current_app.tasks:
+        from importlib import import_module
+
+        import_module("esp_forms.tasks")
+    return current_app.tasks[name]
+
+
+def enqueue(name: str, submission_id: Any, countdown: float | None = None) -> bool:
+    return send_task(task_named(name), submission_id, countdown=countdown)
+
+
+def enqueue_on_commit(name: str, submission_id: Any) -> None:
+    transaction.on_commit(partial(enqueue, name, submission_id))
+
+
+def submission_stored(submission: Submission, *, created: bool) -> None:
+    """Call inside the transaction that stored (or collapsed into) ``submission``.
+
+    Queues the next step after commit: the confirmation email for local double opt-in, the
+    provider delivery otherwise. If the broker is down the row stays pending for the sweeper.
+    The abuse gate comes first: a held signup gets nothing queued until an admin releases it.
+    """
+    from esp_forms import abuse
+
+    if abuse.admit(submission, created=created):
+        hand_off(submission, created=created)
+
+
+def hand_off(submission: Submission, *, created: bool) -> None:
+    """Queue the next step for ``submission`` after commit (no gate: see submission_stored)."""
+    if submission.form.double_opt_in == DoubleOptIn.LOCAL:
+        if submission.optin_status == OptinStatus.UNCONFIRMED:
+            enqueue_on_commit(CONFIRMATION_TASK, submission.pk)
+    elif created:
+        enqueue_on_commit(DELIVER_TASK, submission.pk)
+
