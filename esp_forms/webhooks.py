@@ -21,7 +21,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 
-from esp_forms import optin
+from esp_forms import optin, request_body
 from esp_forms.delivery import _locked
 from esp_forms.models import DeliveryStatus, OptinStatus, ProviderAccount, Submission
 
@@ -170,6 +170,9 @@ def webhook_view(request: HttpRequest, provider: str, account_id: int) -> HttpRe
         return JsonResponse({"ok": True})
     if request.method != "POST":
         return JsonResponse({"error": "Use POST."}, status=405)
+    rejected = request_body.guard(request_body.check_webhook_body, request)
+    if rejected is not None:
+        return rejected
     handler = handler_class(account, request)
     payload = handler.body_json()
     try:
@@ -177,9 +180,16 @@ def webhook_view(request: HttpRequest, provider: str, account_id: int) -> HttpRe
     except WebhookError as err:
         logger.warning("Rejected %s webhook for account %s: %s", provider, account.pk, err)
         return JsonResponse({"error": str(err)}, status=err.status)
+    try:
+        events = handler.parse_events(payload)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        # A body of the wrong shape (a string where a list belongs...): the sender's mistake.
+        logger.warning("Unreadable %s webhook for account %s", provider, account.pk)
+        return JsonResponse({"ok": False, "message": "The webhook body does not have the "
+                             "shape this provider sends."}, status=400)
     results = []
     with transaction.atomic():
-        for event in handler.parse_events(payload):
+        for event in events:
             results.append(handler.handle(event))
     if not results:
         logger.info("%s webhook for account %s had no event we use: %.300s", provider,

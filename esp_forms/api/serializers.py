@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from esp_forms import spam
+from esp_forms.request_body import shorten
 from esp_forms.forms import CONSENT_FIELD, NON_FIELD_KEY, TOKEN_FIELD, FormLayout
 from esp_forms.models import DeliveryStatus, FieldKind, OptinStatus
 
@@ -25,6 +26,9 @@ STANDARD_KEYS = ("email", "phone", "first_name", "last_name")
 
 _TEXT_ERRORS = {"invalid": _("Send this as a string."), "null": _("Send this as a string.")}
 _BOOL_ERRORS = {"invalid": _("Send true or false.")}
+# An error answer names this many unknown keys and counts the rest, so a body with 100k
+# unknown keys gets a small answer.
+MAX_NAMED_KEYS = 5
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no", ""}
 
@@ -49,6 +53,35 @@ def _scalar_text(value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         return None
     return str(value)
+
+
+def flatten_errors(errors: Mapping[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    """DRF's (possibly nested) errors as ``{key: [sentences]}``: nested keys are joined with
+    dots (``fields.<name>``), and every message is plain text, never a repr."""
+    flat: dict[str, list[str]] = {}
+    for key, value in errors.items():
+        name = f"{prefix}{shorten(str(key))}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_errors(value, prefix=f"{name}."))
+        else:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, Mapping):
+                    flat.update(flatten_errors(item, prefix=f"{name}."))
+                else:
+                    flat.setdefault(name, []).append(str(item))
+    return flat
+
+
+def report_unknown(errors: dict[str, Any], keys: list[str], message: str,
+                   prefix: str = "") -> None:
+    """Name the first few unknown keys (shortened) with ``message``; count the rest."""
+    for key in keys[:MAX_NAMED_KEYS]:
+        errors[f"{prefix}{shorten(key)}"] = [message]
+    rest = len(keys) - MAX_NAMED_KEYS
+    if rest > 0:
+        errors.setdefault(NON_FIELD_KEY, []).append(
+            _("…and %(count)s more unknown keys.") % {"count": f"{rest:,}"})
 
 
 class SubmissionInputSerializer(serializers.Serializer):
@@ -104,16 +137,15 @@ class SubmissionInputSerializer(serializers.Serializer):
         if not isinstance(data, Mapping):
             raise serializers.ValidationError({NON_FIELD_KEY: [self.error_messages["invalid"]]})
         known = set(self.fields)
-        errors: dict[str, Any] = {
-            str(key): [_("Unknown field: this API accepts %(keys)s.") % {
-                "keys": ", ".join(sorted(known))}]
-            for key in data if key not in known
-        }
+        errors: dict[str, Any] = {}
+        report_unknown(errors, [str(key) for key in data if key not in known],
+                       _("Unknown field: this API accepts %(keys)s.") % {
+                           "keys": ", ".join(sorted(known))})
         try:
             attrs = super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            errors.update(exc.detail if isinstance(exc.detail, dict) else {NON_FIELD_KEY:
-                                                                          exc.detail})
+            errors.update(flatten_errors(exc.detail) if isinstance(exc.detail, Mapping)
+                          else {NON_FIELD_KEY: [str(m) for m in exc.detail]})
             attrs = {}
         # Report everything wrong at once: unknown keys, wrong types and what does not fit
         # this form (values of keys that already failed are simply absent here).
@@ -137,6 +169,7 @@ class SubmissionInputSerializer(serializers.Serializer):
             data[spec.html_name] = value or ""
         custom_names = sorted(key.split(".", 1)[1] for key in layout.by_api_key
                               if key.startswith("fields."))
+        unknown: list[str] = []
         for name, value in (attrs.get("fields") or {}).items():
             key = f"fields.{name}"
             spec = layout.by_api_key.get(key)
@@ -148,8 +181,7 @@ class SubmissionInputSerializer(serializers.Serializer):
                     errors[key] = [_('Send this at the top level, as "%(key)s".') % {
                         "key": standard.api_key}]
                 else:
-                    errors[key] = [_("Unknown field: this form's fields are %(names)s.") % {
-                        "names": ", ".join(custom_names) or _("(none)")}]
+                    unknown.append(name)
                 continue
             if spec.kind == FieldKind.CHECKBOX:
                 checked = _checkbox_value(value)
@@ -163,6 +195,8 @@ class SubmissionInputSerializer(serializers.Serializer):
                     errors[key] = [str(_TEXT_ERRORS["invalid"])]
                 else:
                     data[spec.html_name] = text
+        report_unknown(errors, unknown, _("Unknown field: this form's fields are %(names)s.") % {
+            "names": ", ".join(custom_names) or _("(none)")}, prefix="fields.")
         if layout.has_consent:
             data[CONSENT_FIELD] = bool(attrs.get("consent"))
         data[TOKEN_FIELD] = attrs.get("form_token") or ""

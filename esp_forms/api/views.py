@@ -8,15 +8,19 @@ anti-spam token, the honeypot and the per-IP throttle.
 
 from __future__ import annotations
 
-import codecs
-import json
 import uuid
 from typing import Any
 
-from django.conf import settings
-from django.http import Http404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.middleware.csrf import get_token
-from django.urls import reverse
+from django.urls import Resolver404, ResolverMatch, resolve, reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
@@ -31,9 +35,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import spam
+from esp_forms import request_body, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
+    flatten_errors,
     FormSchemaSerializer,
     SubmissionAcceptedSerializer,
     SubmissionInputSerializer,
@@ -41,6 +46,7 @@ from esp_forms.api.serializers import (
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
+from esp_forms.request_body import error_body
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
 from esp_forms.submissions import initial_optin_status, process_signup
 
@@ -50,46 +56,27 @@ EMPTY_BODY = _lazy('The request body is empty; send a JSON object, e.g. '
                    '{"email": "ann@example.com"}.')
 
 
-def error_body(message: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The one error shape of the API and of the HTML form's JSON answers."""
-    return {"ok": False, "message": str(message), "errors": errors or {}}
+class BodyRejected(exceptions.APIException):
+    """A ``request_body.BodyError`` as DRF sees it: its status and sentence."""
+
+    def __init__(self, err: request_body.BodyError) -> None:
+        self.status_code = err.status
+        super().__init__(err.message)
 
 
 class SafeJSONParser(BaseParser):
-    """JSON only, with clear messages, a size limit, and no 500 on pathological input.
-
-    DRF's own parser lets a deeply nested body raise RecursionError (a 500) and reads bodies
-    of any size; this one turns both into a 400 with a sentence a developer can act on.
-    """
+    """JSON only, read through ``esp_forms.request_body``: text charsets only (415), a size
+    limit (413), strict decoding, bounded nesting and no lone surrogates (400)."""
 
     media_type = "application/json"
 
     def parse(self, stream: Any, media_type: str | None = None,
               parser_context: dict[str, Any] | None = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if limit is not None else stream.read()
-        if limit is not None and len(raw) > limit:
-            raise exceptions.ParseError(_("The request body is too large."))
-        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        charset = request_body.content_type_and_charset(media_type)[1]
         try:
-            text = codecs.decode(raw, encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise exceptions.ParseError(
-                _("The request body is not valid %(encoding)s text.") % {"encoding": encoding}
-            ) from exc
-        if not text.strip():
-            raise exceptions.ParseError(EMPTY_BODY)
-        try:
-            return json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise exceptions.ParseError(
-                _("The request body is not valid JSON: %(reason)s.") % {"reason": exc}) from exc
-        except RecursionError as exc:
-            raise exceptions.ParseError(_("The request body is nested too deeply.")) from exc
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed in JSON")
+            return request_body.read_json(stream, charset)
+        except request_body.BodyError as err:
+            raise BodyRejected(err) from err
 
 
 class AlwaysJSON(BaseContentNegotiation):
@@ -223,7 +210,9 @@ class SubmissionCreateView(PublicAPIView):
             202: SubmissionAcceptedSerializer,
             400: _ERRORS[400],
             404: _ERRORS[404],
-            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            413: OpenApiResponse(ErrorSerializer, description="The body is too large."),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON, or its "
+                                                              "charset is no text encoding."),
             429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
                                                               "this IP address."),
         },
@@ -240,8 +229,7 @@ class SubmissionCreateView(PublicAPIView):
         layout = FormLayout(form)
         body = SubmissionInputSerializer(data=request.data, context={"layout": layout})
         if not body.is_valid():
-            errors = {str(key): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
-                      for key, msgs in body.errors.items()}
+            errors = flatten_errors(body.errors)
             return Response(error_body(_summary(form, errors), errors),
                             status=status.HTTP_400_BAD_REQUEST)
         bound = SignupSubmissionForm(form, data=body.validated_data, layout=layout)
@@ -298,6 +286,32 @@ class SubmissionStatusView(PublicAPIView):
         return {"id": pk, "form_type": form.form_type,
                 "delivery_status": DeliveryStatus.PENDING,
                 "optin_status": initial_optin_status(form)}
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """Any other path under ``/api/esp-forms/``: a JSON 404 (a GET without the trailing slash
+    is redirected, as Django's APPEND_SLASH would)."""
+    path = request.path
+    if not path.endswith("/"):
+        match = _resolves(f"{path}/")
+        if match is not None and match.url_name != "api_not_found":
+            if request.method in ("GET", "HEAD"):
+                return HttpResponsePermanentRedirect(f"{path}/")
+            message = _("No such API endpoint. Did you mean %(path)s (with the trailing "
+                        "slash)?") % {"path": request_body.shorten(f"{path}/", 200)}
+            return JsonResponse(error_body(message), status=404)
+    message = _("No such API endpoint. The API is: GET /api/esp-forms/forms/<form_type>/, "
+                "POST /api/esp-forms/forms/<form_type>/submissions/, GET "
+                "/api/esp-forms/submissions/<id>/ and the schema at /api/esp-forms/schema/.")
+    return JsonResponse(error_body(message), status=404)
+
+
+def _resolves(path: str) -> ResolverMatch | None:
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
 
 
 def only_esp_forms_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[Any]:
