@@ -5,7 +5,6 @@ Each answer is a 4xx in the API's error shape, never a 500, and nothing is store
 
 from __future__ import annotations
 
-import base64
 import bz2
 import codecs
 import json

@@ -18,9 +18,9 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from esp_forms import spam
-from esp_forms.request_body import shorten
 from esp_forms.forms import CONSENT_FIELD, NON_FIELD_KEY, TOKEN_FIELD, FormLayout
 from esp_forms.models import DeliveryStatus, FieldKind, OptinStatus
+from esp_forms.request_body import shorten
 
 STANDARD_KEYS = ("email", "phone", "first_name", "last_name")
 

@@ -20,10 +20,10 @@ from django.http import (
 )
 from django.middleware.csrf import get_token
 from django.urls import Resolver404, ResolverMatch, resolve, reverse
-from django.views.decorators.csrf import csrf_exempt
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
@@ -38,16 +38,16 @@ from rest_framework.views import APIView, set_rollback
 from esp_forms import request_body, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
-    flatten_errors,
     FormSchemaSerializer,
     SubmissionAcceptedSerializer,
     SubmissionInputSerializer,
     SubmissionStatusSerializer,
+    flatten_errors,
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
-from esp_forms.request_body import error_body
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
+from esp_forms.request_body import error_body
 from esp_forms.submissions import initial_optin_status, process_signup
 
 # --- plumbing -------------------------------------------------------------------------------

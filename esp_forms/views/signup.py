@@ -23,7 +23,6 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from esp_forms import request_body
-
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.forms import NON_FIELD_KEY, TOKEN_FIELD, SignupSubmissionForm
 from esp_forms.models import SignupForm
