@@ -264,10 +264,14 @@ def check_webhook_body(request: HttpRequest) -> None:
     raw = request_bytes(request)
     if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         check_form_post(request)
-        return
     if not raw.strip():
         return
-    text = decode(raw, charset)
+    # The webhook classes try JSON whatever the Content-Type says.
+    try:
+        text = raw.decode(text_encoding(charset) if charset else "utf-8")
+    except (UnicodeError, ValueError) as exc:
+        raise BodyError(_("The request body is not valid %(encoding)s text.")
+                        % {"encoding": charset or "utf-8"}) from exc
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as exc:
