@@ -33,7 +33,7 @@ test: install browser
 	  $(BIN)/python -m pytest -m services tests/services
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not services and not browser" -q
+	$(BIN)/python -m pytest -m "not services and not browser and not fuzz and not schemathesis" -q
 
 bench: install
 	$(BIN)/python bench/emulator_throughput.py

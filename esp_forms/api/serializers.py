@@ -93,9 +93,11 @@ class SubmissionInputSerializer(serializers.Serializer):
     """
 
     email = serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
-        error_messages=_TEXT_ERRORS,
-        help_text="The email address (required).")
+        required=True, trim_whitespace=False,
+        error_messages={**_TEXT_ERRORS, "required": _("Enter your email address."),
+                        "null": _("Enter your email address."),
+                        "blank": _("Enter your email address.")},
+        help_text="The email address.")
     phone = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
