@@ -312,3 +312,11 @@ def test_api_path_without_slash_points_to_the_right_one(newsletter):
                              b"{}", content_type="application/json")
     body = assert_json_error(response, 404)
     assert "/api/esp-forms/forms/newsletter/submissions/" in body["message"]
+
+
+def test_the_schema_answers_json_by_default(db):
+    response = Client().get("/api/esp-forms/schema/")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
+    assert json.loads(response.content)["info"]["title"] == "esp_forms API"
+    assert Client().get("/api/esp-forms/schema/?format=yaml").content.startswith(b"openapi:")

@@ -24,6 +24,12 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
@@ -321,7 +327,10 @@ def only_esp_forms_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) ->
             if getattr(endpoint[3], "cls", None) in ours]
 
 
-schema_view = SpectacularAPIView.as_view(custom_settings={
+# JSON first, like every other answer under the API prefix; ?format=yaml still gives YAML.
+schema_view = SpectacularAPIView.as_view(renderer_classes=[
+    OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2,
+], custom_settings={
     "TITLE": "esp_forms API",
     "DESCRIPTION": "Newsletter signup forms: a form's public schema, submissions and their "
                    "status. Errors are {\"ok\": false, \"message\", \"errors\": {key: [...]}}.",
