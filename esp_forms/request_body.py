@@ -43,6 +43,7 @@ NOT_CHARSETS = frozenset({
 })
 # Form posts are percent-encoded UTF-8 (what browsers send and Django requires).
 FORM_CHARSETS = frozenset({"utf-8", "ascii"})
+FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -262,7 +263,7 @@ def check_webhook_body(request: HttpRequest) -> None:
     if charset is not None:
         text_encoding(charset)
     raw = request_bytes(request)
-    if media_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+    if media_type in FORM_MEDIA_TYPES:
         check_form_post(request)
     if not raw.strip():
         return
@@ -298,15 +299,22 @@ def reject_codec_charsets(application: Callable[..., Any]) -> Callable[..., Any]
 
     Django hands the ``Content-Type`` charset to Python's codec registry while it builds the
     request (decoding the query string), before any middleware or view can answer, so
-    ``?a=1`` with ``charset=zlib`` is an unhandled error. Wrap your ``application`` in
+    ``?a=1`` with ``charset=zlib`` is an unhandled error. Form posts in another charset than
+    UTF-8 are refused here too (any view's, the admin's included). Wrap your ``application`` in
     ``wsgi.py`` with this (see docs/security.md).
     """
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        charset = content_type_and_charset(environ.get("CONTENT_TYPE"))[1]
+        media_type, charset = content_type_and_charset(environ.get("CONTENT_TYPE"))
         if charset is not None:
             try:
-                text_encoding(charset)
+                encoding = text_encoding(charset)
+                if media_type in FORM_MEDIA_TYPES and encoding not in FORM_CHARSETS:
+                    # Django refuses these too, but from inside CsrfViewMiddleware, whose
+                    # error page reads the body again: a 500 instead of a 400.
+                    raise BodyError(_("Form posts must be UTF-8 (the charset was "
+                                      "“%(charset)s”).") % {"charset": shorten(charset, 40)},
+                                    status=415)
             except BodyError as err:
                 payload = json.dumps(error_body(err.message)).encode()
                 start_response(f"{err.status} Unsupported Media Type", [

@@ -123,6 +123,24 @@ def test_webhooks_reject_codec_charsets(esputnik_account, unisender_account, cha
         assert charset in response.json()["message"]
 
 
+@pytest.mark.parametrize("charset", ["utf-16", "cp1251", "zlib"])
+def test_wsgi_guard_refuses_non_utf8_form_posts_for_every_view(charset):
+    """The admin's login form too: Django's own refusal of these comes from inside
+    CsrfViewMiddleware, whose error page reads the body again and turns it into a 500."""
+    from project.wsgi import application
+
+    calls = []
+    raw = b"username=a&password=b"
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/admin/login/", "QUERY_STRING": "",
+        "CONTENT_TYPE": f"application/x-www-form-urlencoded; charset={charset}",
+        "CONTENT_LENGTH": str(len(raw)), "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+        "wsgi.input": __import__("io").BytesIO(raw), "wsgi.url_scheme": "http",
+    }
+    b"".join(application(environ, lambda status, headers: calls.append(status)))
+    assert calls[0].startswith("415")
+
+
 def test_wsgi_guard_answers_415_before_django_reads_the_query_string():
     """Django decodes the query string with the declared charset while it builds the request,
     before any middleware: only the WSGI entry point can answer."""
