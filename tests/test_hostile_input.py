@@ -338,3 +338,16 @@ def test_the_schema_answers_json_by_default(db):
     assert response["Content-Type"].startswith("application/vnd.oai.openapi+json")
     assert json.loads(response.content)["info"]["title"] == "esp_forms API"
     assert Client().get("/api/esp-forms/schema/?format=yaml").content.startswith(b"openapi:")
+
+
+def test_an_unexpected_error_in_the_api_is_still_json(newsletter, monkeypatch):
+    from esp_forms.api import views
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(views, "FormLayout", broken)
+    response = Client(raise_request_exception=False).get(
+        reverse("esp_forms:api_form", args=["newsletter"]))
+    body = assert_json_error(response, 500)
+    assert "a bug" not in body["message"]

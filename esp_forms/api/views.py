@@ -8,9 +8,11 @@ anti-spam token, the honeypot and the per-IP throttle.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import (
     Http404,
     HttpRequest,
@@ -55,6 +57,8 @@ from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
 from esp_forms.request_body import error_body
 from esp_forms.submissions import initial_optin_status, process_signup
+
+logger = logging.getLogger("esp_forms.api")
 
 # --- plumbing -------------------------------------------------------------------------------
 
@@ -118,8 +122,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, exceptions.APIException):
         message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else \
             _("The request could not be processed.")
+    elif settings.DEBUG:
+        return None  # Django's debug page
     else:
-        return None
+        # A bug: still answered in JSON, like everything under the API prefix.
+        logger.exception("Unhandled error in %s", context["request"].path)
+        set_rollback()
+        message = _("Something went wrong on our side; please try again later.")
+        return Response(error_body(message), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     set_rollback()
     return Response(error_body(message, {NON_FIELD_KEY: [message]}), status=exc.status_code,
                     headers=headers)
