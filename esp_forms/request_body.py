@@ -45,6 +45,7 @@ NOT_CHARSETS = frozenset({
 FORM_CHARSETS = frozenset({"utf-8", "ascii"})
 FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class BodyError(Exception):
@@ -149,8 +150,14 @@ def lone_surrogate_error() -> BodyError:
 
 
 def check_text(text: str) -> None:
-    if _SURROGATE.search(text):
-        raise lone_surrogate_error()
+    """No lone surrogate (cannot be encoded) and no NUL (PostgreSQL text cannot hold it)."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return
+    if found.group() == "\x00":
+        raise BodyError(_("The request contains a NUL character (\\u0000), which no text "
+                          "field can hold."))
+    raise lone_surrogate_error()
 
 
 def check_structure(value: Any, max_depth: int = MAX_DEPTH) -> None:
