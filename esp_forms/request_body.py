@@ -100,10 +100,6 @@ def content_type_and_charset(content_type: str | None) -> tuple[str, str | None]
     return media_type.strip().lower(), (charset.strip() if charset is not None else None)
 
 
-def request_charset(request: HttpRequest) -> str | None:
-    return content_type_and_charset(request.META.get("CONTENT_TYPE"))[1]
-
-
 # --- size and text --------------------------------------------------------------------------
 
 def size_limit() -> int | None:
@@ -144,6 +140,11 @@ def decode(raw: bytes, charset: str | None) -> str:
 
 # --- structure ------------------------------------------------------------------------------
 
+def too_deep(depth: int = MAX_DEPTH) -> BodyError:
+    return BodyError(_("The request body is nested too deeply (at most %(depth)s levels).")
+                     % {"depth": depth})
+
+
 def lone_surrogate_error() -> BodyError:
     return BodyError(_("The request contains text that is not valid Unicode (a lone "
                        "surrogate such as \\ud800); send real characters."))
@@ -170,8 +171,7 @@ def check_structure(value: Any, max_depth: int = MAX_DEPTH) -> None:
             check_text(item)
         elif isinstance(item, (dict, list)):
             if depth > max_depth:
-                raise BodyError(_("The request body is nested too deeply (at most %(depth)s "
-                                  "levels).") % {"depth": max_depth})
+                raise too_deep(max_depth)
             if isinstance(item, dict):
                 for key, child in item.items():
                     check_text(key)
@@ -192,8 +192,7 @@ def parse_json(text: str) -> Any:
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as exc:
-        raise BodyError(_("The request body is nested too deeply (at most %(depth)s "
-                          "levels).") % {"depth": MAX_DEPTH}) from exc
+        raise too_deep() from exc
     except ValueError as exc:
         raise BodyError(_("The request body is not valid JSON: %(reason)s.")
                         % {"reason": shorten(str(exc), 120)}) from exc
@@ -274,17 +273,11 @@ def check_webhook_body(request: HttpRequest) -> None:
         check_form_post(request)
     if not raw.strip():
         return
-    # The webhook classes try JSON whatever the Content-Type says.
-    try:
-        text = raw.decode(text_encoding(charset) if charset else "utf-8")
-    except (UnicodeError, ValueError) as exc:
-        raise BodyError(_("The request body is not valid %(encoding)s text.")
-                        % {"encoding": charset or "utf-8"}) from exc
+    text = decode(raw, charset)  # the webhook classes try JSON whatever the Content-Type says
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as exc:
-        raise BodyError(_("The request body is nested too deeply (at most %(depth)s "
-                          "levels).") % {"depth": MAX_DEPTH}) from exc
+        raise too_deep() from exc
     except ValueError:
         return  # not JSON: nothing the webhook classes will read as data
     check_structure(data)
