@@ -10,7 +10,8 @@ webhooks) goes through here before anything parses it, so one set of rules holds
 - the body is at most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` bytes (413), read no further;
 - the text is valid in its encoding, never repaired with U+FFFD (400);
 - JSON nests at most ``MAX_DEPTH`` levels and holds no lone surrogate (``"\\ud800"`` parses in
-  Python but cannot be encoded, stored in PostgreSQL, or echoed in an answer) (400).
+  Python but cannot be encoded, stored in PostgreSQL, or echoed in an answer) and no NUL
+  (PostgreSQL text cannot hold it) (400).
 
 ``BodyError`` carries the status and a sentence for the developer who sent the request;
 ``BodyError.response()`` is the API's error shape.
@@ -26,8 +27,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.core.exceptions import BadRequest, RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from django.utils.http import parse_header_parameters
 from django.utils.translation import gettext as _
 
@@ -252,6 +254,9 @@ def check_form_post(request: HttpRequest) -> None:
         raise too_many_fields() from exc
     except RequestDataTooBig as exc:
         raise too_large() from exc
+    except (MultiPartParserError, BadRequest) as exc:
+        raise BodyError(_("The form data could not be read: %(reason)s")
+                        % {"reason": shorten(str(exc), 120)}) from exc
 
 
 def too_many_fields() -> BodyError:

@@ -351,3 +351,22 @@ def test_an_unexpected_error_in_the_api_is_still_json(newsletter, monkeypatch):
         reverse("esp_forms:api_form", args=["newsletter"]))
     body = assert_json_error(response, 500)
     assert "a bug" not in body["message"]
+
+
+@pytest.mark.parametrize("content_type, raw", [
+    ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=email\r\n\r\na\r\n--x--"),
+    ("multipart/form-data; boundary=", b"garbage"),
+    ("multipart/form-data; boundary=x", b"garbage without parts"),
+    ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data\r\n\r\nv\r\n--x--"),
+    ("multipart/form-data; boundary=" + "x" * 100, b"--x"),
+])
+def test_malformed_multipart_is_never_a_500(newsletter, esputnik_account, content_type, raw):
+    client = Client(raise_request_exception=False)
+    response = client.generic("POST", form_url(), raw, content_type=content_type)
+    # Unreadable: the JSON error shape; readable but empty: the form's own 400 page.
+    assert response.status_code == 400
+    # An authenticated callback without a usable event is acknowledged (200), never a 500.
+    response = client.generic("POST", webhook_url(esputnik_account), raw,
+                              content_type=content_type)
+    assert response.status_code < 500
+    assert not Submission.objects.exists()
