@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from esp_forms import spam
@@ -84,6 +85,29 @@ def report_unknown(errors: dict[str, Any], keys: list[str], message: str,
             _("…and %(count)s more unknown keys.") % {"count": f"{rest:,}"})
 
 
+class StrictCharField(serializers.CharField):
+    """A JSON string, as the schema says: DRF's CharField would also take 123 as "123"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false, as the schema says: DRF's BooleanField also takes "yes" or 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+@extend_schema_field({"type": "string", "format": "email", "minLength": 1, "maxLength": 254})
+class EmailText(StrictCharField):
+    """The email as sent: checked by the form (email-validator), documented as an email."""
+
+
 class SubmissionInputSerializer(serializers.Serializer):
     """The body of ``POST /api/esp-forms/forms/<form_type>/submissions/``.
 
@@ -92,20 +116,20 @@ class SubmissionInputSerializer(serializers.Serializer):
     keys, wrong JSON types, fields this form does not have) are reported together.
     """
 
-    email = serializers.CharField(
+    email = EmailText(
         required=True, trim_whitespace=False,
         error_messages={**_TEXT_ERRORS, "required": _("Enter your email address."),
                         "null": _("Enter your email address."),
                         "blank": _("Enter your email address.")},
         help_text="The email address.")
-    phone = serializers.CharField(
+    phone = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
         help_text="Phone number; stored in E.164. Only when the form has a phone field.")
-    first_name = serializers.CharField(
+    first_name = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS, help_text="Only when the form has a first name field.")
-    last_name = serializers.CharField(
+    last_name = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS, help_text="Only when the form has a last name field.")
     fields = serializers.DictField(
@@ -113,11 +137,11 @@ class SubmissionInputSerializer(serializers.Serializer):
         error_messages={"not_a_dict": _("Send an object of field names and values.")},
         help_text="The form's other fields by FormField name: strings, true/false for "
                   "checkboxes, YYYY-MM-DD for dates, a listed value for choices.")
-    consent = serializers.BooleanField(
+    consent = StrictBooleanField(
         required=False, allow_null=True, error_messages=_BOOL_ERRORS,
         help_text="true when the visitor ticked the consent checkbox (required when the form "
                   "has consent_text).")
-    form_token = serializers.CharField(
+    form_token = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
         help_text="The form_token from GET /api/esp-forms/forms/<form_type>/, sent back "

@@ -76,6 +76,7 @@ def test_schemathesis_finds_no_disagreement_and_no_server_error(demo, tmp_path):
          "--seed", os.environ.get("SCHEMATHESIS_SEED", "20261203"), "--no-color"],
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     report = result.stdout + result.stderr
+    print(report[-1200:])  # the summary, in the log of a passing run too (pytest -s)
     assert result.returncode == 0, report
     assert "passed" in report and "failed" not in report.split("SUMMARY")[-1], report
     server_log = (tmp_path / "server.log").read_text(errors="replace")
