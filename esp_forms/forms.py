@@ -136,11 +136,12 @@ ALLOWED_FORMAT_CHARS = frozenset({"\u200c", "\u200d"})
 
 def forbidden_character(text: str) -> str | None:
     """The first control, invisible formatting (bidi overrides, zero-width spaces, soft
-    hyphens...), private-use or surrogate character in ``text``, or None."""
+    hyphens...), private-use or surrogate character in ``text``, or U+FFFD (what a broken
+    encoding leaves behind), or None."""
     for char in text:
         category = unicodedata.category(char)
-        if category in ("Cc", "Co", "Cs") or (category == "Cf"
-                                              and char not in ALLOWED_FORMAT_CHARS):
+        if category in ("Cc", "Co", "Cs") or char == "\ufffd" or (
+                category == "Cf" and char not in ALLOWED_FORMAT_CHARS):
             return char
     return None
 
@@ -158,8 +159,8 @@ class PlainTextField(forms.CharField):
         if char is not None:
             name = unicodedata.name(char, "").title() or _("control character")
             raise ValidationError(
-                _("This contains an invisible or control character (U+%(code)04X %(name)s): "
-                  "please type it again without it."),
+                _("This contains an invisible, control or replacement character (U+%(code)04X "
+                  "%(name)s): please type it again without it."),
                 code="invisible", params={"code": ord(char), "name": name})
         return " ".join(unicodedata.normalize("NFC", value).split())
 
