@@ -56,7 +56,7 @@ test: install browser gettext
 	  $(BIN)/python -m pytest -m readme tests/readme
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not services and not browser and not readme" -q
+	$(BIN)/python -m pytest -m "not services and not browser and not readme and not fuzz and not schemathesis" -q
 	$(BIN)/python -m pytest $(WAGTAIL_TESTS) -m "not browser" -q
 
 # The README's "Add it to your site" in a fresh venv and project (PostgreSQL and Redis).

@@ -15,6 +15,7 @@ JSON API the standard kinds sit at the top level under their kind (``email``, ``
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -37,6 +38,8 @@ TOKEN_FIELD = spam.TOKEN_FIELD
 # The key non-field errors are reported under, in the HTML JSON answers and in the API alike.
 NON_FIELD_KEY = "non_field_errors"
 EMAIL_MAX_LENGTH = 254
+# RFC 5321: the part before the @ is at most 64 octets (email-validator 2 no longer checks).
+EMAIL_LOCAL_MAX_OCTETS = 64
 PHONE_EXAMPLE = "+380501234567"
 
 
@@ -85,6 +88,10 @@ class EmailAddressField(forms.CharField):
                 message = f"{message} {exc}"
             raise ValidationError(message, code="invalid") from exc
         local, _sep, domain = result.normalized.rpartition("@")
+        if len(local.encode("utf-8")) > EMAIL_LOCAL_MAX_OCTETS:
+            raise ValidationError(
+                _("The part before the @ is too long: at most %(max)s characters."),
+                code="max_length", params={"max": EMAIL_LOCAL_MAX_OCTETS})
         # email-validator keeps the local part's case (it can matter) and normalises the
         # domain; lower-casing it makes repeat signups compare equal.
         normalised = f"{local}@{domain.lower()}"
@@ -114,7 +121,48 @@ class PhoneNumberField(forms.CharField):
         if not phonenumbers.is_valid_number(number):
             raise ValidationError(self.error_messages["invalid"], code="invalid",
                                   params={"example": PHONE_EXAMPLE})
+        if number.extension:
+            # E.164 has no extensions: storing the number would silently drop it.
+            raise ValidationError(
+                _("Phone extensions are not supported: enter the number without the "
+                  "extension, e.g. %(example)s."), code="extension",
+                params={"example": PHONE_EXAMPLE})
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# Joiners that real names need: ZWNJ in Persian and Indic scripts, ZWJ in emoji sequences.
+ALLOWED_FORMAT_CHARS = frozenset({"\u200c", "\u200d"})
+
+
+def forbidden_character(text: str) -> str | None:
+    """The first control, invisible formatting (bidi overrides, zero-width spaces, soft
+    hyphens...), private-use or surrogate character in ``text``, or U+FFFD (what a broken
+    encoding leaves behind), or None."""
+    for char in text:
+        category = unicodedata.category(char)
+        if category in ("Cc", "Co", "Cs") or char == "\ufffd" or (
+                category == "Cf" and char not in ALLOWED_FORMAT_CHARS):
+            return char
+    return None
+
+
+class PlainTextField(forms.CharField):
+    """One line of text a person typed (names, custom text): NFC-normalised, runs of spaces
+    collapsed, and no control or invisible characters, which could reorder what an admin or
+    a provider's email shows (bidi overrides) or hide text (zero-width characters)."""
+
+    def to_python(self, value: Any) -> str:
+        value = super().to_python(value)
+        if not value:
+            return value
+        char = forbidden_character(value)
+        if char is not None:
+            name = unicodedata.name(char, "").title() or _("control character")
+            raise ValidationError(
+                _("This contains an invisible, control or replacement character (U+%(code)04X "
+                  "%(name)s): please type it again without it."),
+                code="invisible", params={"code": ord(char), "name": name})
+        return " ".join(unicodedata.normalize("NFC", value).split())
 
 
 class LooseField(forms.Field):
@@ -202,7 +250,7 @@ def build_field(spec: FieldSpec) -> forms.Field:
             error_messages={"required": _("Enter your phone number.")}, **common)
     elif spec.kind in (FieldKind.FIRST_NAME, FieldKind.LAST_NAME):
         autocomplete = "given-name" if spec.kind == FieldKind.FIRST_NAME else "family-name"
-        field = forms.CharField(
+        field = PlainTextField(
             max_length=short,
             widget=forms.TextInput(attrs={"autocomplete": autocomplete,
                                           "autocapitalize": "words"}), **common)
@@ -219,8 +267,8 @@ def build_field(spec: FieldSpec) -> forms.Field:
             error_messages={"invalid": _("Enter a date as YYYY-MM-DD, e.g. 1990-04-25.")},
             **common)
     else:
-        field = forms.CharField(max_length=int(get_setting("MAX_TEXT_LENGTH")),
-                                widget=forms.TextInput(), **common)
+        field = PlainTextField(max_length=int(get_setting("MAX_TEXT_LENGTH")),
+                               widget=forms.TextInput(), **common)
     # Read by the templates to lay checkboxes out and add per-kind classes.
     field.esp_kind = spec.kind  # type: ignore[attr-defined]
     return field

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -18,12 +19,32 @@ logger = logging.getLogger("esp_forms.retention")
 # Rows erased per claim and transaction: short transactions, bounded memory.
 PURGE_BATCH_SIZE = 500
 
+ERASED = "[erased]"
+# What provider answers quote about a person: addresses in any case or form, and phone numbers
+# in any notation (seven digits or more, with the usual separators).
+_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+?\d(?:[\s().-]{0,3}\d){6,}")
+
+
+def erase_personal_text(text: str, *, email: str = "", phone: str = "") -> str:
+    """``text`` (an error or event message) without the email addresses, phone numbers and the
+    given person's own address, local part and number, whatever their case."""
+    if not text:
+        return text
+    text = _EMAIL.sub(ERASED, text)
+    text = _PHONE.sub(ERASED, text)
+    for value in (email, email.rpartition("@")[0], phone, phone.lstrip("+")):
+        if len(value) >= 3:
+            text = re.sub(re.escape(value), ERASED, text, flags=re.IGNORECASE)
+    return text
+
 
 def purge(*, days: int | None = None, dry_run: bool = False) -> int:
     """Erase email, phone, data, IPs and user agent of settled submissions older than
-    ``days`` (default ``RETENTION_DAYS``), and the provider exchanges in their event log.
-    Pending submissions are kept whole: they still have to be delivered (unless held by the
-    abuse gate and never released).
+    ``days`` (default ``RETENTION_DAYS``), the provider exchanges in their event log, and
+    what their error texts and event messages quote of them (provider answers repeat the
+    address and number). Pending submissions are kept whole: they still have to be delivered
+    (unless held by the abuse gate and never released).
 
     Rows are claimed through the outbox in batches (a row a worker is reading right now is
     skipped until the next run); a batch that raises is retried row by row, and a row that
@@ -74,8 +95,20 @@ def erase_personal_data(ids: list[Any], *, reason: str, owner: str | None = None
         rows = Submission.objects.filter(pk__in=ids)
         if owner is not None:
             rows = rows.filter(lease_owner=owner)
-            ids = list(rows.values_list("pk", flat=True))
-        count = rows.update(
+        found = list(rows.values_list("pk", "email", "phone", "last_error"))
+        ids = [pk for pk, *_ in found]
+        people = {pk: (email, phone) for pk, email, phone, _error in found}
+        events = list(SubmissionEvent.objects.filter(submission_id__in=ids).exclude(message="")
+                      .only("pk", "submission_id", "message"))
+        for event in events:
+            email, phone = people[event.submission_id]
+            event.message = erase_personal_text(event.message, email=email, phone=phone)
+        SubmissionEvent.objects.bulk_update(events, ["message"], batch_size=500)
+        errors = [Submission(pk=pk, last_error=erase_personal_text(error, email=email,
+                                                                   phone=phone))
+                  for pk, email, phone, error in found if error]
+        Submission.objects.bulk_update(errors, ["last_error"], batch_size=500)
+        count = Submission.objects.filter(pk__in=ids).update(
             email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
             # Nothing is left to poll or deliver for an erased row.
             next_optin_check_at=None, purged_at=now, lease_owner="", lease_until=None)

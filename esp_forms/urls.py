@@ -1,6 +1,6 @@
 """Public routes of esp_forms. Include at the site root: ``path("", include("esp_forms.urls"))``."""
 
-from django.urls import path
+from django.urls import path, re_path
 
 from esp_forms import webhooks
 from esp_forms.api import views as api_views
@@ -21,4 +21,6 @@ urlpatterns = [
          api_views.SubmissionCreateView.as_view(), name="api_submit"),
     path("api/esp-forms/submissions/<uuid:pk>/", api_views.SubmissionStatusView.as_view(),
          name="api_status"),
+    # Last: whatever else is under the API's prefix answers JSON, not the site's HTML 404.
+    re_path(r"^api/esp-forms/", api_views.api_not_found, name="api_not_found"),
 ]

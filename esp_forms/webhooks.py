@@ -38,7 +38,7 @@ from django.utils.crypto import constant_time_compare
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.csrf import csrf_exempt
 
-from esp_forms import optin
+from esp_forms import optin, request_body
 from esp_forms.conf import get_setting
 from esp_forms.models import DeliveryStatus, OptinStatus, ProviderAccount, Submission
 
@@ -310,6 +310,9 @@ def webhook_view(request: HttpRequest, provider: str, account_id: int) -> HttpRe
         return JsonResponse({"ok": True})
     if request.method != "POST":
         return JsonResponse({"error": "Use POST."}, status=405)
+    rejected = request_body.guard(request_body.check_webhook_body, request)
+    if rejected is not None:
+        return rejected
     handler = handler_class(account, request)
     payload = handler.body_json()
     try:
@@ -317,7 +320,13 @@ def webhook_view(request: HttpRequest, provider: str, account_id: int) -> HttpRe
     except WebhookError as err:
         logger.warning("Rejected %s webhook for account %s: %s", provider, account.pk, err)
         return JsonResponse({"error": str(err)}, status=err.status)
-    events = handler.parse_events(payload)
+    try:
+        events = handler.parse_events(payload)
+    except (AttributeError, TypeError, KeyError, ValueError):
+        # A body of the wrong shape (a string where a list belongs...): the sender's mistake.
+        logger.warning("Unreadable %s webhook for account %s", provider, account.pk)
+        return JsonResponse({"ok": False, "message": "The webhook body does not have the "
+                             "shape this provider sends."}, status=400)
     try:
         with transaction.atomic():
             results = [handler.handle(event) for event in events]

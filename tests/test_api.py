@@ -292,8 +292,8 @@ def test_malformed_bodies(client, newsletter, raw, fragment):
 
 @override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
 def test_too_large_body(client, newsletter):
-    body = assert_error_shape(submit(client, {"email": "a@example.com", "pad": "x" * 2000}), 400)
-    assert body["message"] == "The request body is too large."
+    body = assert_error_shape(submit(client, {"email": "a@example.com", "pad": "x" * 2000}), 413)
+    assert body["message"] == "The request body is too large (the limit is 1,000 bytes)."
 
 
 def test_not_json_content_type(client, newsletter):

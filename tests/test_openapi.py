@@ -29,7 +29,7 @@ def test_schema_endpoint_shows_the_app_api_only(db):
         "/api/esp-forms/submissions/{id}/",
     }
     submit = schema["paths"]["/api/esp-forms/forms/{form_type}/submissions/"]["post"]
-    assert set(submit["responses"]) == {"202", "400", "404", "415", "429", "503"}
+    assert set(submit["responses"]) == {"202", "400", "404", "413", "415", "429", "503"}
     body = schema["components"]["schemas"]["SubmissionInput"]["properties"]
     assert {"email", "phone", "first_name", "last_name", "fields", "consent", "form_token",
             "website"} <= set(body)

@@ -15,17 +15,22 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from esp_forms import spam
 from esp_forms.captcha import verifier_for as captcha_verifier_for
 from esp_forms.forms import CONSENT_FIELD, NON_FIELD_KEY, TOKEN_FIELD, FormLayout
 from esp_forms.models import DeliveryStatus, FieldKind, OptinStatus
+from esp_forms.request_body import shorten
 
 STANDARD_KEYS = ("email", "phone", "first_name", "last_name")
 
 _TEXT_ERRORS = {"invalid": _("Send this as a string."), "null": _("Send this as a string.")}
 _BOOL_ERRORS = {"invalid": _("Send true or false.")}
+# An error answer names this many unknown keys and counts the rest, so a body with 100k
+# unknown keys gets a small answer.
+MAX_NAMED_KEYS = 5
 _TRUE = {"true", "on", "1", "yes"}
 _FALSE = {"false", "off", "0", "no", ""}
 
@@ -52,6 +57,58 @@ def _scalar_text(value: Any) -> str | None:
     return str(value)
 
 
+def flatten_errors(errors: Mapping[str, Any], prefix: str = "") -> dict[str, list[str]]:
+    """DRF's (possibly nested) errors as ``{key: [sentences]}``: nested keys are joined with
+    dots (``fields.<name>``), and every message is plain text, never a repr."""
+    flat: dict[str, list[str]] = {}
+    for key, value in errors.items():
+        name = f"{prefix}{shorten(str(key))}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_errors(value, prefix=f"{name}."))
+        else:
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for item in items:
+                if isinstance(item, Mapping):
+                    flat.update(flatten_errors(item, prefix=f"{name}."))
+                else:
+                    flat.setdefault(name, []).append(str(item))
+    return flat
+
+
+def report_unknown(errors: dict[str, Any], keys: list[str], message: str,
+                   prefix: str = "") -> None:
+    """Name the first few unknown keys (shortened) with ``message``; count the rest."""
+    for key in keys[:MAX_NAMED_KEYS]:
+        errors[f"{prefix}{shorten(key)}"] = [message]
+    rest = len(keys) - MAX_NAMED_KEYS
+    if rest > 0:
+        errors.setdefault(NON_FIELD_KEY, []).append(
+            _("…and %(count)s more unknown keys.") % {"count": f"{rest:,}"})
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string, as the schema says: DRF's CharField would also take 123 as "123"."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """A JSON true or false, as the schema says: DRF's BooleanField also takes "yes" or 1."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+@extend_schema_field({"type": "string", "format": "email", "minLength": 1, "maxLength": 254})
+class EmailText(StrictCharField):
+    """The email as sent: checked by the form (email-validator), documented as an email."""
+
+
 class SubmissionInputSerializer(serializers.Serializer):
     """The body of ``POST /api/esp-forms/forms/<form_type>/submissions/``.
 
@@ -60,18 +117,20 @@ class SubmissionInputSerializer(serializers.Serializer):
     keys, wrong JSON types, fields this form does not have) are reported together.
     """
 
-    email = serializers.CharField(
-        required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
-        error_messages=_TEXT_ERRORS,
-        help_text="The email address (required).")
-    phone = serializers.CharField(
+    email = EmailText(
+        required=True, trim_whitespace=False,
+        error_messages={**_TEXT_ERRORS, "required": _("Enter your email address."),
+                        "null": _("Enter your email address."),
+                        "blank": _("Enter your email address.")},
+        help_text="The email address.")
+    phone = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
         help_text="Phone number; stored in E.164. Only when the form has a phone field.")
-    first_name = serializers.CharField(
+    first_name = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS, help_text="Only when the form has a first name field.")
-    last_name = serializers.CharField(
+    last_name = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS, help_text="Only when the form has a last name field.")
     fields = serializers.DictField(
@@ -79,11 +138,11 @@ class SubmissionInputSerializer(serializers.Serializer):
         error_messages={"not_a_dict": _("Send an object of field names and values.")},
         help_text="The form's other fields by FormField name: strings, true/false for "
                   "checkboxes, YYYY-MM-DD for dates, a listed value for choices.")
-    consent = serializers.BooleanField(
+    consent = StrictBooleanField(
         required=False, allow_null=True, error_messages=_BOOL_ERRORS,
         help_text="true when the visitor ticked the consent checkbox (required when the form "
                   "has consent_text).")
-    form_token = serializers.CharField(
+    form_token = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
         help_text="The form_token from GET /api/esp-forms/forms/<form_type>/, sent back "
@@ -111,16 +170,15 @@ class SubmissionInputSerializer(serializers.Serializer):
         if not isinstance(data, Mapping):
             raise serializers.ValidationError({NON_FIELD_KEY: [self.error_messages["invalid"]]})
         known = set(self.fields)
-        errors: dict[str, Any] = {
-            str(key): [_("Unknown field: this API accepts %(keys)s.") % {
-                "keys": ", ".join(sorted(known))}]
-            for key in data if key not in known
-        }
+        errors: dict[str, Any] = {}
+        report_unknown(errors, [str(key) for key in data if key not in known],
+                       _("Unknown field: this API accepts %(keys)s.") % {
+                           "keys": ", ".join(sorted(known))})
         try:
             attrs = super().to_internal_value(data)
         except serializers.ValidationError as exc:
-            errors.update(exc.detail if isinstance(exc.detail, dict) else {NON_FIELD_KEY:
-                                                                          exc.detail})
+            errors.update(flatten_errors(exc.detail) if isinstance(exc.detail, Mapping)
+                          else {NON_FIELD_KEY: [str(m) for m in exc.detail]})
             attrs = {}
         # Report everything wrong at once: unknown keys, wrong types and what does not fit
         # this form (values of keys that already failed are simply absent here).
@@ -144,6 +202,7 @@ class SubmissionInputSerializer(serializers.Serializer):
             data[spec.html_name] = value or ""
         custom_names = sorted(key.split(".", 1)[1] for key in layout.by_api_key
                               if key.startswith("fields."))
+        unknown: list[str] = []
         for name, value in (attrs.get("fields") or {}).items():
             key = f"fields.{name}"
             spec = layout.by_api_key.get(key)
@@ -155,8 +214,7 @@ class SubmissionInputSerializer(serializers.Serializer):
                     errors[key] = [_('Send this at the top level, as "%(key)s".') % {
                         "key": standard.api_key}]
                 else:
-                    errors[key] = [_("Unknown field: this form's fields are %(names)s.") % {
-                        "names": ", ".join(custom_names) or _("(none)")}]
+                    unknown.append(name)
                 continue
             if spec.kind == FieldKind.CHECKBOX:
                 checked = _checkbox_value(value)
@@ -170,6 +228,8 @@ class SubmissionInputSerializer(serializers.Serializer):
                     errors[key] = [str(_TEXT_ERRORS["invalid"])]
                 else:
                     data[spec.html_name] = text
+        report_unknown(errors, unknown, _("Unknown field: this form's fields are %(names)s.") % {
+            "names": ", ".join(custom_names) or _("(none)")}, prefix="fields.")
         if layout.has_consent:
             data[CONSENT_FIELD] = bool(attrs.get("consent"))
         verifier = captcha_verifier_for(layout.signup_form)

@@ -8,18 +8,30 @@ anti-spam token, the honeypot and the per-IP throttle.
 
 from __future__ import annotations
 
-import codecs
-import json
+import logging
 import uuid
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+)
 from django.middleware.csrf import get_token
-from django.urls import reverse
+from django.urls import Resolver404, ResolverMatch, resolve, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, status
@@ -31,19 +43,23 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, set_rollback
 
-from esp_forms import captcha, formcache, spam
+from esp_forms import captcha, formcache, request_body, spam
 from esp_forms.api.serializers import (
     ErrorSerializer,
     FormSchemaSerializer,
     SubmissionAcceptedSerializer,
     SubmissionInputSerializer,
     SubmissionStatusSerializer,
+    flatten_errors,
 )
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.embed import script_texts
 from esp_forms.forms import NON_FIELD_KEY, FormLayout, SignupSubmissionForm
 from esp_forms.models import DeliveryStatus, FieldKind, SignupForm, Submission, visitor_text
+from esp_forms.request_body import error_body
 from esp_forms.submissions import initial_optin_status, process_signup
+
+logger = logging.getLogger("esp_forms.api")
 
 # --- plumbing -------------------------------------------------------------------------------
 
@@ -51,46 +67,27 @@ EMPTY_BODY = _lazy('The request body is empty; send a JSON object, e.g. '
                    '{"email": "ann@example.com"}.')
 
 
-def error_body(message: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
-    """The one error shape of the API and of the HTML form's JSON answers."""
-    return {"ok": False, "message": str(message), "errors": errors or {}}
+class BodyRejected(exceptions.APIException):
+    """A ``request_body.BodyError`` as DRF sees it: its status and sentence."""
+
+    def __init__(self, err: request_body.BodyError) -> None:
+        self.status_code = err.status
+        super().__init__(err.message)
 
 
 class SafeJSONParser(BaseParser):
-    """JSON only, with clear messages, a size limit, and no 500 on pathological input.
-
-    DRF's own parser lets a deeply nested body raise RecursionError (a 500) and reads bodies
-    of any size; this one turns both into a 400 with a sentence a developer can act on.
-    """
+    """JSON only, read through ``esp_forms.request_body``: text charsets only (415), a size
+    limit (413), strict decoding, bounded nesting and no lone surrogates (400)."""
 
     media_type = "application/json"
 
     def parse(self, stream: Any, media_type: str | None = None,
               parser_context: dict[str, Any] | None = None) -> Any:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raw = stream.read(limit + 1) if limit is not None else stream.read()
-        if limit is not None and len(raw) > limit:
-            raise exceptions.ParseError(_("The request body is too large."))
-        encoding = (parser_context or {}).get("encoding") or settings.DEFAULT_CHARSET
+        charset = request_body.content_type_and_charset(media_type)[1]
         try:
-            text = codecs.decode(raw, encoding)
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise exceptions.ParseError(
-                _("The request body is not valid %(encoding)s text.") % {"encoding": encoding}
-            ) from exc
-        if not text.strip():
-            raise exceptions.ParseError(EMPTY_BODY)
-        try:
-            return json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise exceptions.ParseError(
-                _("The request body is not valid JSON: %(reason)s.") % {"reason": exc}) from exc
-        except RecursionError as exc:
-            raise exceptions.ParseError(_("The request body is nested too deeply.")) from exc
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not allowed in JSON")
+            return request_body.read_json(stream, charset)
+        except request_body.BodyError as err:
+            raise BodyRejected(err) from err
 
 
 class AlwaysJSON(BaseContentNegotiation):
@@ -126,8 +123,14 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     elif isinstance(exc, exceptions.APIException):
         message = str(exc.detail) if not isinstance(exc.detail, (list, dict)) else \
             _("The request could not be processed.")
+    elif settings.DEBUG:
+        return None  # Django's debug page
     else:
-        return None
+        # A bug: still answered in JSON, like everything under the API prefix.
+        logger.exception("Unhandled error in %s", context["request"].path)
+        set_rollback()
+        message = _("Something went wrong on our side; please try again later.")
+        return Response(error_body(message), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     set_rollback()
     return Response(error_body(message, {NON_FIELD_KEY: [message]}), status=exc.status_code,
                     headers=headers)
@@ -228,7 +231,9 @@ class SubmissionCreateView(PublicAPIView):
             202: SubmissionAcceptedSerializer,
             400: _ERRORS[400],
             404: _ERRORS[404],
-            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON."),
+            413: OpenApiResponse(ErrorSerializer, description="The body is too large."),
+            415: OpenApiResponse(ErrorSerializer, description="The body is not JSON, or its "
+                                                              "charset is no text encoding."),
             429: OpenApiResponse(ErrorSerializer, description="Too many submissions from "
                                                               "this IP address."),
             503: OpenApiResponse(ErrorSerializer, description="The form's CAPTCHA verifier "
@@ -247,8 +252,7 @@ class SubmissionCreateView(PublicAPIView):
         layout = FormLayout(form)
         body = SubmissionInputSerializer(data=request.data, context={"layout": layout})
         if not body.is_valid():
-            errors = {str(key): [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
-                      for key, msgs in body.errors.items()}
+            errors = flatten_errors(body.errors)
             return Response(error_body(_summary(form, errors), errors),
                             status=status.HTTP_400_BAD_REQUEST)
         bound = SignupSubmissionForm(form, data=body.validated_data, layout=layout)
@@ -307,6 +311,32 @@ class SubmissionStatusView(PublicAPIView):
                 "optin_status": initial_optin_status(form)}
 
 
+@csrf_exempt
+def api_not_found(request: HttpRequest) -> HttpResponse:
+    """Any other path under ``/api/esp-forms/``: a JSON 404 (a GET without the trailing slash
+    is redirected, as Django's APPEND_SLASH would)."""
+    path = request.path
+    if not path.endswith("/"):
+        match = _resolves(f"{path}/")
+        if match is not None and match.url_name != "api_not_found":
+            if request.method in ("GET", "HEAD"):
+                return HttpResponsePermanentRedirect(f"{path}/")
+            message = _("No such API endpoint. Did you mean %(path)s (with the trailing "
+                        "slash)?") % {"path": request_body.shorten(f"{path}/", 200)}
+            return JsonResponse(error_body(message), status=404)
+    message = _("No such API endpoint. The API is: GET /api/esp-forms/forms/<form_type>/, "
+                "POST /api/esp-forms/forms/<form_type>/submissions/, GET "
+                "/api/esp-forms/submissions/<id>/ and the schema at /api/esp-forms/schema/.")
+    return JsonResponse(error_body(message), status=404)
+
+
+def _resolves(path: str) -> ResolverMatch | None:
+    try:
+        return resolve(path)
+    except Resolver404:
+        return None
+
+
 def only_esp_forms_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[Any]:
     """drf-spectacular preprocessing hook: the app's schema shows the app's API only."""
     ours = (FormSchemaView, SubmissionCreateView, SubmissionStatusView)
@@ -314,7 +344,10 @@ def only_esp_forms_endpoints(endpoints: list[tuple[Any, ...]], **kwargs: Any) ->
             if getattr(endpoint[3], "cls", None) in ours]
 
 
-schema_view = SpectacularAPIView.as_view(custom_settings={
+# JSON first, like every other answer under the API prefix; ?format=yaml still gives YAML.
+schema_view = SpectacularAPIView.as_view(renderer_classes=[
+    OpenApiJsonRenderer, OpenApiJsonRenderer2, OpenApiYamlRenderer, OpenApiYamlRenderer2,
+], custom_settings={
     "TITLE": "esp_forms API",
     "DESCRIPTION": "Newsletter signup forms: a form's public schema, submissions and their "
                    "status. Errors are {\"ok\": false, \"message\", \"errors\": {key: [...]}}.",

@@ -8,8 +8,11 @@ steps, so every provider times out, redacts and classifies errors the same way.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -253,7 +256,9 @@ class BaseProvider:
 
     def scrub(self, text: str) -> str:
         key = self.account.api_key
-        return text.replace(key, REDACTED) if key else text
+        if not key:
+            return text
+        return scrub_encoded_secret(text.replace(key, REDACTED), key)
 
     def scrub_value(self, value: Any) -> Any:
         """``value`` with the API key removed from every string in it, at any depth.
@@ -292,6 +297,35 @@ class BaseProvider:
                 out[name] = clean(value)
         # Round trip through JSON so dates and the like become strings the event log can store.
         return self.scrub_value(json.loads(json.dumps(out, ensure_ascii=False, default=str)))
+
+
+# Base64 (standard or URL-safe, padding possibly percent-encoded) long enough to hold a
+# credential: an echoed "Authorization: Basic <user:key in base64>" header, say.
+_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{16,}(?:=|%3[Dd]){0,2}")
+
+
+def scrub_encoded_secret(text: str, secret: str) -> str:
+    """``text`` with every base64 token that decodes to something containing ``secret``
+    replaced: providers that echo the request's headers quote the Basic-auth credential."""
+    if len(text) < 16:
+        return text
+    needle = secret.encode()
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0).replace("%3D", "").replace("%3d", "").rstrip("=")
+        # The token may start mid-word ("%20" before it leaves "20"): try each alignment.
+        for start in range(4):
+            part = token[start:]
+            padded = part + "=" * (-len(part) % 4)
+            for decode in (base64.b64decode, base64.urlsafe_b64decode):
+                try:
+                    if needle in decode(padded):
+                        return REDACTED
+                except (ValueError, binascii.Error):
+                    continue
+        return match.group(0)
+
+    return _BASE64_TOKEN.sub(replace, text)
 
 
 def retry_after_seconds(response: ProviderResponse) -> float | None:

@@ -1,8 +1,8 @@
 """The local double opt-in link: ``GET`` shows a page, only ``POST`` confirms.
 
-Mail scanners and link prefetchers open every link in an email; if a GET confirmed, they would
-confirm people who never clicked. The page's button is submitted by a small script for people,
-and works as a plain button without JavaScript.
+Mail scanners and link prefetchers open every link in an email, and some run the page's
+scripts; if a GET (or a script on the page) confirmed, they would confirm people who never
+clicked. So the page has a plain button and nothing submits it but a person.
 """
 
 from __future__ import annotations

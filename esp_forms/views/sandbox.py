@@ -24,8 +24,9 @@ TEMPLATE_DIR = "esp_forms/sandbox"
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm_contact(request: HttpRequest, token: str) -> HttpResponse:
-    """GET shows a page whose button (auto-submitted by a script) POSTs back here; only the
-    POST confirms, so mail scanners and link prefetchers that open links confirm nobody."""
+    """GET shows a page whose button (clicked by a person, never by a script) POSTs back here;
+    only the POST confirms, so mail scanners that open links, even running scripts, confirm
+    nobody."""
     contact = (SandboxContact.objects.select_related("account")
                .filter(token=token, account__provider="sandbox").first())
     if contact is None:

@@ -27,9 +27,10 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from esp_forms import captcha, formcache, spam
+from esp_forms import captcha, formcache, request_body, spam
 from esp_forms.api.throttles import SubmitRateThrottle, throttled_message
 from esp_forms.conf import get_setting
 from esp_forms.forms import NON_FIELD_KEY, TOKEN_FIELD, SignupSubmissionForm
@@ -195,8 +196,20 @@ def _page(request: HttpRequest, signup_form: SignupForm, *, status: int = 200,
     return HttpResponse(html, status=status)
 
 
+# CSRF is checked after the body: CsrfViewMiddleware reads request.POST, and a body in a codec
+# charset or with invalid UTF-8 must get its 4xx here instead of a 500 (or U+FFFD) there.
+@csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def form_page(request: HttpRequest, form_type: str) -> HttpResponse:
+    if request.method == "POST":
+        rejected = request_body.guard(request_body.check_form_post, request)
+        if rejected is not None:
+            return rejected
+    return _form_page(request, form_type)
+
+
+@csrf_protect
+def _form_page(request: HttpRequest, form_type: str) -> HttpResponse:
     signup_form = formcache.active_form(form_type)
     if signup_form is None:
         raise Http404("No SignupForm matches the given query.")

@@ -48,6 +48,7 @@ def test_subscribe_in_the_browser_worker_delivers_admin_shows_it(
     # The sandbox sent its confirmation email from the worker; follow its link like a person.
     contact = SandboxContact.objects.get(email="e2e@example.com")
     page.goto(f"/sandbox/confirm/{contact.token}/")
+    page.get_by_role("button", name="Confirm my subscription").click()
     wait_for(lambda: Submission.objects.get(pk=submission.pk).optin_status
              == OptinStatus.CONFIRMED, 30, "confirmation through the webhook-style hint")
     context.close()
