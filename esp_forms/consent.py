@@ -31,10 +31,10 @@ FORMAT = "esp_forms.consent_export"
 VERSION = 1
 # The Submission fields an export lists, in this order (besides id, form and events).
 SUBMISSION_FIELDS = (
-    "email", "phone", "data", "consent_text", "ip", "user_agent", "created_at",
+    "email", "phone", "data", "consent_text", "ip", "user_agent", "language", "created_at",
     "delivery_status", "optin_status", "attempts", "last_attempt_at", "delivered_at",
     "last_error", "provider_contact_id", "confirmation_sent_at", "confirmed_at", "confirm_ip",
-    "unsubscribed_at", "purged_at",
+    "unsubscribed_at", "held_at", "held_reason", "purged_at",
 )
 
 

@@ -46,6 +46,9 @@ OUTCOMES: tuple[Outcome, ...] = (
     Outcome("failed", _("failed"), "#D55E00", Q(delivery_status=DeliveryStatus.FAILED)),
     Outcome("confirmed", _("confirmed"), "#009E73", Q(optin_status=OptinStatus.CONFIRMED)),
     Outcome("delivered", _("delivered"), "#0072B2", Q(delivery_status=DeliveryStatus.DELIVERED)),
+    # Held by the abuse gate (esp_forms.abuse): pending, but waiting for an admin, not a worker.
+    Outcome("held", _("held"), "#E69F00",
+            Q(delivery_status=DeliveryStatus.PENDING, held_at__isnull=False)),
     Outcome("pending", _("pending"), "#8A94A3", Q(delivery_status=DeliveryStatus.PENDING)),
     Outcome("spam", _("spam"), "#CC79A7", None),
 )

@@ -18,6 +18,7 @@ from esp_forms.models import (
     OptinStatus,
     ProviderAccount,
     SpamCount,
+    Submission,
     SubmissionEvent,
 )
 from tests.conftest import make_form, make_submission
@@ -60,7 +61,7 @@ def test_signups_per_day_by_outcome(history):
     assert series.counts["failed"][-3:] == [0, 0, 1]      # the 20-day-old one is outside
     assert series.counts["pending"][-3:] == [1, 0, 0]
     assert series.counts["spam"][-3:] == [0, 2, 5]
-    assert series.totals == {"failed": 1, "confirmed": 2, "delivered": 2, "pending": 1,
+    assert series.totals == {"failed": 1, "confirmed": 2, "delivered": 2, "held": 0, "pending": 1,
                              "spam": 7}
     # Confirmed out of everyone asked to confirm (confirmed, unconfirmed, expired).
     assert series.confirmed[-3:] == [1, 0, 1] and series.asked[-3:] == [3, 0, 3]
@@ -79,6 +80,16 @@ def test_every_submission_state_maps_to_one_outcome():
     for status in DeliveryStatus.values:
         assert any(o.when is not None and ("delivery_status", status) in o.when.children
                    for o in stats.OUTCOMES), status
+
+
+@pytest.mark.django_db
+def test_held_signups_are_their_own_outcome(newsletter):
+    now = timezone.now()
+    make_submission(newsletter, "held@example.com", held_at=now, held_reason="mailbox_budget")
+    make_submission(newsletter, "waiting@example.com")
+    counts = dict(Submission.objects.annotate(outcome=stats.outcome_expression())
+                  .values_list("email", "outcome"))
+    assert counts == {"held@example.com": "held", "waiting@example.com": "pending"}
 
 
 def test_queue_health(newsletter):
@@ -129,7 +140,7 @@ def test_dashboard_page(admin_client, history):
     for svg in svgs:
         assert 'role="img"' in svg and "<title id=" in svg and "<desc id=" in svg
     assert "Signups per day for newsletter</title>" in svgs[0]
-    assert "1 failed, 2 confirmed, 2 delivered, 1 pending, 7 spam." in svgs[0]
+    assert "1 failed, 2 confirmed, 2 delivered, 0 held, 1 pending, 7 spam." in svgs[0]
     assert re.search(r"<rect [^>]*fill=\"#CC79A7\"><title>\d\d\.\d\d: 5 spam</title>", svgs[0])
     assert "<th scope=\"col\" class=\"num\">spam</th>" in panel
 
