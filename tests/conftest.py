@@ -113,3 +113,15 @@ def captcha_standin():
     yield state
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """LocaleMiddleware activates the visitor's language in the thread that serves the request
+    and leaves it there: with the test client that is the test's own thread, so a Russian
+    request would make every later test's messages Russian. Each test starts in English."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
