@@ -176,7 +176,8 @@ def read_activity(account: ProviderAccount, provider: Any, report: AccountReport
                   dry_run: bool = False) -> None:
     """Read eSputnik's activity since the last complete window and apply its unsubscribes;
     the cursor moves only once the whole window was read and applied."""
-    now = timezone.now().replace(microsecond=0)  # the method takes whole seconds
+    # The method takes whole seconds: end at the next one, so nothing in this one is missed.
+    now = (timezone.now() + timedelta(seconds=1)).replace(microsecond=0)
 
     def take_slot() -> None:
         if ratelimit.acquire_for(provider) > 0:

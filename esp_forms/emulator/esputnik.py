@@ -540,19 +540,23 @@ def activity_param(request: RecordedRequest, name: str) -> datetime:
         raise BadRequest(f"{name} must be a date-time like 2026-12-03T10:00:00") from None
 
 
+def activity_moment(item: dict[str, Any]) -> datetime:
+    moment = datetime.fromisoformat(item["activityDateTime"])
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def contacts_activity(call: Call) -> Response:
-    """``GET v2/contacts/activity?dateFrom=&dateTo=&maxrows=&offset=``: the recorded activity
-    between the two moments (both included), as the activity webhook's items plus
-    ``mediaType``, oldest first."""
+    """``GET v2/contacts/activity?dateFrom=&dateTo=&maxrows=``: the recorded activity between
+    the two moments (both included), as the activity webhook's items plus ``mediaType``, oldest
+    first. At most ``maxrows`` (1000, what public clients keep to) items."""
     if not call.account.activity_method_enabled:
         return error(403, "Access denied")
     date_from = activity_param(call.request, "dateFrom")
     date_to = activity_param(call.request, "dateTo")
     rows = int_param(call.request, "maxrows", ACTIVITY_MAX_ROWS, 1, ACTIVITY_MAX_ROWS)
-    offset = int_param(call.request, "offset", 0, 0, 10**9)
     found = [{**item, "mediaType": "email"} for item in call.account.activity
-             if date_from <= datetime.fromisoformat(item["activityDateTime"]) <= date_to]
-    return json_response(200, found[offset:offset + rows])
+             if date_from <= activity_moment(item) <= date_to]
+    return json_response(200, found[:rows])
 
 
 # Order matters: "contact/subscribe" must win over "contact/{id}".

@@ -17,6 +17,7 @@ Wire facts (see ``docs/providers/esputnik.md`` and the developer note ``provider
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -314,42 +315,34 @@ class ESputnikProvider(BaseProvider):
         without ``email`` or ``activityStatus`` are skipped, anything but an array is empty.
         HTTP 403/404 mean the method is not enabled for the account:
         :class:`ProviderConfigurationError`."""
-        items: list[dict[str, Any]] = []
+        items: dict[str, dict[str, Any]] = {}
         start = date_from
         while start < date_to:
             end = min(start + ACTIVITY_MAX_WINDOW, date_to)
-            items += self._activity_window(start, end, before_call)
+            for item in self._activity_window(start, end, before_call):
+                # Windows meet at a shared second: an item there comes back twice.
+                items.setdefault(json.dumps(item, sort_keys=True, default=str), item)
             start = end
-        return items
+        return list(items.values())
 
     def _activity_window(self, start: datetime, end: datetime,
                          before_call: Callable[[], None] | None) -> list[dict[str, Any]]:
-        page = self._activity_page(start, end, 0, before_call)
-        if len(page) < ACTIVITY_MAX_ROWS:
+        page = self._activity_page(start, end, before_call)
+        middle = (start + (end - start) / 2).replace(microsecond=0)  # the query has seconds
+        if len(page) < ACTIVITY_MAX_ROWS or not start < middle < end:
+            # Clients disagree on what ``offset`` is (a row number, an item's cursor), so a
+            # full single second is kept as it is rather than paged on a guess.
             return page
-        if end - start > timedelta(seconds=1):
-            middle = start + (end - start) / 2
-            middle = middle.replace(microsecond=0)  # the query carries whole seconds
-            if start < middle < end:
-                return (self._activity_window(start, middle, before_call)
-                        + self._activity_window(middle, end, before_call))
-        # A full second that still does not fit: page through it.
-        items, offset = page, len(page)
-        while len(page) == ACTIVITY_MAX_ROWS:
-            page = self._activity_page(start, end, offset, before_call)
-            items += page
-            offset += len(page)
-        return items
+        return (self._activity_window(start, middle, before_call)
+                + self._activity_window(middle, end, before_call))
 
-    def _activity_page(self, start: datetime, end: datetime, offset: int,
+    def _activity_page(self, start: datetime, end: datetime,
                        before_call: Callable[[], None] | None) -> list[dict[str, Any]]:
         if before_call is not None:
             before_call()
-        params: dict[str, Any] = {"dateFrom": activity_time(start),
-                                  "dateTo": activity_time(end), "maxrows": ACTIVITY_MAX_ROWS}
-        if offset:
-            params["offset"] = offset
-        request = self.api_request("GET", ACTIVITY_PATH, params=params, ok_statuses=(403, 404))
+        request = self.api_request("GET", ACTIVITY_PATH, params={
+            "dateFrom": activity_time(start), "dateTo": activity_time(end),
+            "maxrows": ACTIVITY_MAX_ROWS}, ok_statuses=(403, 404))
         response = self.send(request)
         if response.status_code in (403, 404):
             raise ProviderConfigurationError(
