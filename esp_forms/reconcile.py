@@ -53,6 +53,10 @@ ACTIVITY_FIRST_READ = timedelta(days=3)
 # Each read starts this much before the last complete window ended: an item eSputnik records a
 # little late is still seen, and reading one twice changes nothing.
 ACTIVITY_OVERLAP = timedelta(minutes=10)
+# One window per read-and-apply step (the provider's longest request), and how far back
+# eSputnik keeps activity (its docs: a window of at most three months).
+ACTIVITY_WINDOW = timedelta(days=1)
+ACTIVITY_KEPT = timedelta(days=89)
 
 # Local states a provider reading may correct, and where each may go.
 REPAIRS: dict[str, set[str]] = {
@@ -174,43 +178,48 @@ def activity_start(account: ProviderAccount, now: datetime) -> datetime:
 
 def read_activity(account: ProviderAccount, provider: Any, report: AccountReport, *,
                   dry_run: bool = False) -> None:
-    """Read eSputnik's activity since the last complete window and apply its unsubscribes;
-    the cursor moves only once the whole window was read and applied."""
+    """Read eSputnik's activity since the last complete window, a day at a time, and apply its
+    unsubscribes; the read position moves past a day only once it was read and applied whole."""
     # The method takes whole seconds: end at the next one, so nothing in this one is missed.
     now = (timezone.now() + timedelta(seconds=1)).replace(microsecond=0)
+    # eSputnik keeps activity about three months: older is not there to read.
+    start = max(activity_start(account, now), now - ACTIVITY_KEPT)
 
     def take_slot() -> None:
         if ratelimit.acquire_for(provider) > 0:
             raise _Throttled
 
-    try:
-        items = provider.read_activity(activity_start(account, now), now, before_call=take_slot)
-    except _Throttled:
-        report.throttled = True
-        return
-    except ProviderConfigurationError as err:
-        # Not enabled for this account (403/404): said once per run, status reads go on.
-        logger.warning("eSputnik activity read for account %s: %s", account.pk, err)
-        report.errors.append(f"activity: {err}")
-        return
-    except EspFormsError as err:
-        report.errors.append(f"activity: {err}")
-        return
-    events = [e for e in webhooks.esputnik_events(items) if e.kind == "unsubscribe"]
-    try:
-        for event in events:
-            with transaction.atomic():
-                changed, _stale = webhooks.apply_unsubscribe(
-                    account, event, source="reconcile", dry_run=dry_run)
-            report.changes += [Change(str(s.pk), s.email, s.form.form_type, before,
-                                      OptinStatus.UNSUBSCRIBED) for s, before in changed]
-    except OperationalError:
-        # A row stayed locked: the window is read again next run, nothing is skipped.
-        report.errors.append("activity: a submission stayed locked; read again next run")
-        return
-    if not dry_run:
-        ProviderAccount.objects.filter(pk=account.pk).update(activity_read_until=now)
-        account.activity_read_until = now
+    while start < now:
+        end = min(start + ACTIVITY_WINDOW, now)
+        try:
+            items = provider.read_activity(start, end, before_call=take_slot)
+        except _Throttled:
+            report.throttled = True
+            return
+        except ProviderConfigurationError as err:
+            # Not enabled for this account (403/404): said once per run, status reads go on.
+            logger.warning("eSputnik activity read for account %s: %s", account.pk, err)
+            report.errors.append(f"activity: {err}")
+            return
+        except EspFormsError as err:
+            report.errors.append(f"activity: {err}")
+            return
+        events = [e for e in webhooks.esputnik_events(items) if e.kind == "unsubscribe"]
+        try:
+            for event in events:
+                with transaction.atomic():
+                    changed, _stale = webhooks.apply_unsubscribe(
+                        account, event, source="reconcile", dry_run=dry_run)
+                report.changes += [Change(str(s.pk), s.email, s.form.form_type, before,
+                                          OptinStatus.UNSUBSCRIBED) for s, before in changed]
+        except OperationalError:
+            # A row stayed locked: this window is read again next run, nothing is skipped.
+            report.errors.append("activity: a submission stayed locked; read again next run")
+            return
+        if not dry_run:
+            ProviderAccount.objects.filter(pk=account.pk).update(activity_read_until=end)
+            account.activity_read_until = end
+        start = end
 
 
 def reconcile(*, account_id: int | None = None, limit: int | None = None,

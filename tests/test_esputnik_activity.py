@@ -174,3 +174,19 @@ def test_the_activity_read_stays_inside_the_rate_limit(esputnik_form, emulator):
     assert report.throttled and report.changes == []
     assert emulator.requests("esputnik") == []
     assert ProviderAccount.objects.get(pk=account.pk).activity_read_until is None
+
+
+def test_the_read_position_moves_a_complete_day_at_a_time(esputnik_form, emulator):
+    from esp_forms import ratelimit
+
+    account = esputnik_form.account
+    before = timezone.now().replace(microsecond=0) - timedelta(days=2, hours=12)
+    ProviderAccount.objects.filter(pk=account.pk).update(activity_read_until=before,
+                                                         rate_limit_per_minute=2)
+    ratelimit._limiter_for.cache_clear()
+    emulator.clear_requests()
+    [report] = reconcile.reconcile()
+    # Two one-day windows fit in the limit; the third (the last half day) waits.
+    assert report.throttled and len(emulator.requests("esputnik")) == 2
+    account.refresh_from_db()
+    assert account.activity_read_until == before - reconcile.ACTIVITY_OVERLAP + timedelta(days=2)
