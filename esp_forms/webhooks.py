@@ -10,9 +10,11 @@ into :class:`WebhookEvent` items, apply them in the order of their own timestamp
 - eSputnik, two sources on one URL: the account's activity webhook (a JSON array of items with
   ``activityStatus``, optionally sent with HTTP Basic auth) and the confirmation workflow's
   Webhook block (``{"email", "contactId", "secret"}``: a hint, verified through the confirmed
-  segment). eSputnik cannot be asked later who unsubscribed, so an ``UNSUBSCRIBED``/``SPAM`` item
-  is applied directly, but only to submissions made before it happened (``activityDateTime``),
-  and it waits for a locked row (or answers 503 so eSputnik retries) instead of being dropped.
+  segment). eSputnik's contact shows no unsubscribe (only the activity method, if enabled for
+  the account, can be asked later), so an ``UNSUBSCRIBED``/``SPAM`` item is applied directly
+  (``apply_unsubscribe``, shared with reconciliation's activity read), but only to submissions
+  made before it happened (``activityDateTime``), and it waits for a locked row (or answers 503
+  so eSputnik retries) instead of being dropped.
   Delivery receipts (``DELIVERED``, ``READ``...) confirm nobody and trigger no read.
 
 The ``?secret=`` query string of older setups is still accepted, but no longer shown: it ends up
