@@ -117,6 +117,9 @@ class ProviderAccount(models.Model):
                                            blank=True, editable=False)
     last_alert_at = models.DateTimeField(_("last alert sent at"), null=True, blank=True,
                                          editable=False)
+    # eSputnik: the end of the last activity window reconciliation read completely.
+    activity_read_until = models.DateTimeField(_("activity read until"), null=True,
+                                               blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

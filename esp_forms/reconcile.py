@@ -12,20 +12,28 @@ provider says under the same rules as polling (``optin.apply_status``):
 - never back to unconfirmed: a provider answer that says less (eSputnik has no unsubscribe
   field; a segment an owner emptied) repairs nothing.
 
+eSputnik's contact shows no unsubscribe, so for an eSputnik account reconciliation also reads
+the account's activity (``GET v2/contacts/activity``) since the last window it read completely
+(``ProviderAccount.activity_read_until``) and applies ``UNSUBSCRIBED``/``SPAM`` items exactly as
+the activity webhook does (``webhooks.apply_unsubscribe``): an unsubscribe whose webhook was
+lost is reflected within one run.
+
 What it changed is returned (and printed by ``esp_forms_reconcile``) and logged on each
 submission. Each row is read in its own short transaction with the same lock the workers use.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from esp_forms import optin, ratelimit
+from esp_forms import optin, ratelimit, webhooks
 from esp_forms.conf import get_setting
 from esp_forms.delivery import _locked
 from esp_forms.exceptions import EspFormsError, ProviderConfigurationError
@@ -37,6 +45,18 @@ from esp_forms.models import (
     Submission,
 )
 from esp_forms.providers import get_provider
+
+logger = logging.getLogger("esp_forms.reconcile")
+
+# How far back the first activity read of an eSputnik account goes (at most).
+ACTIVITY_FIRST_READ = timedelta(days=3)
+# Each read starts this much before the last complete window ended: an item eSputnik records a
+# little late is still seen, and reading one twice changes nothing.
+ACTIVITY_OVERLAP = timedelta(minutes=10)
+# One window per read-and-apply step (the provider's longest request), and how far back
+# eSputnik keeps activity (its docs: a window of at most three months).
+ACTIVITY_WINDOW = timedelta(days=1)
+ACTIVITY_KEPT = timedelta(days=89)
 
 # Local states a provider reading may correct, and where each may go.
 REPAIRS: dict[str, set[str]] = {
@@ -80,8 +100,9 @@ def tracked(account: ProviderAccount) -> QuerySet[Submission]:
     "off" mode, whose unsubscribes still count)."""
     states = list(REPAIRS)
     if account.provider == "esputnik":
-        # eSputnik's API shows no unsubscribes, so reading subscribed rows could never repair
-        # anything: spend the rate limit on the ones a confirmed segment can still confirm.
+        # eSputnik's contact shows no unsubscribes (the activity read finds those), so reading
+        # subscribed rows could never repair anything: spend the rate limit on the ones a
+        # confirmed segment can still confirm.
         states = [OptinStatus.UNCONFIRMED, OptinStatus.EXPIRED]
     return (Submission.objects
             .filter(form__account=account, delivery_status=DeliveryStatus.DELIVERED,
@@ -96,6 +117,10 @@ def reconcile_account(account: ProviderAccount, *, limit: int | None = None,
     recently checked first, and repair drift. ``dry_run`` reads and reports without changing."""
     report = AccountReport(account=account.name)
     provider = get_provider(account)
+    if account.provider == "esputnik":
+        read_activity(account, provider, report, dry_run=dry_run)
+        if report.throttled:
+            return report
     batch = limit or int(get_setting("RECONCILE_BATCH_SIZE"))
     ids = list(tracked(account)
                .order_by(F("optin_checked_at").asc(nulls_first=True), "created_at")
@@ -131,6 +156,70 @@ def reconcile_account(account: ProviderAccount, *, limit: int | None = None,
                     Submission.objects.filter(pk=pk).update(
                         provider_contact_id=status.contact_id)
     return report
+
+
+class _Throttled(Exception):
+    pass
+
+
+def activity_start(account: ProviderAccount, now: datetime) -> datetime:
+    """Where the next activity read starts: shortly before the last complete window ended, or
+    on the first run at the oldest submission an unsubscribe could still change (3 days back
+    at most)."""
+    if account.activity_read_until is not None:
+        return account.activity_read_until - ACTIVITY_OVERLAP
+    oldest = (Submission.objects
+              .filter(form__account=account,
+                      delivery_status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.PENDING])
+              .exclude(optin_status=OptinStatus.UNSUBSCRIBED)
+              .order_by("created_at").values_list("created_at", flat=True).first())
+    return max(oldest or now, now - ACTIVITY_FIRST_READ)
+
+
+def read_activity(account: ProviderAccount, provider: Any, report: AccountReport, *,
+                  dry_run: bool = False) -> None:
+    """Read eSputnik's activity since the last complete window, a day at a time, and apply its
+    unsubscribes; the read position moves past a day only once it was read and applied whole."""
+    # The method takes whole seconds: end at the next one, so nothing in this one is missed.
+    now = (timezone.now() + timedelta(seconds=1)).replace(microsecond=0)
+    # eSputnik keeps activity about three months: older is not there to read.
+    start = max(activity_start(account, now), now - ACTIVITY_KEPT)
+
+    def take_slot() -> None:
+        if ratelimit.acquire_for(provider) > 0:
+            raise _Throttled
+
+    while start < now:
+        end = min(start + ACTIVITY_WINDOW, now)
+        try:
+            items = provider.read_activity(start, end, before_call=take_slot)
+        except _Throttled:
+            report.throttled = True
+            return
+        except ProviderConfigurationError as err:
+            # Not enabled for this account (403/404): said once per run, status reads go on.
+            logger.warning("eSputnik activity read for account %s: %s", account.pk, err)
+            report.errors.append(f"activity: {err}")
+            return
+        except EspFormsError as err:
+            report.errors.append(f"activity: {err}")
+            return
+        events = [e for e in webhooks.esputnik_events(items) if e.kind == "unsubscribe"]
+        try:
+            for event in events:
+                with transaction.atomic():
+                    changed, _stale = webhooks.apply_unsubscribe(
+                        account, event, source="reconcile", dry_run=dry_run)
+                report.changes += [Change(str(s.pk), s.email, s.form.form_type, before,
+                                          OptinStatus.UNSUBSCRIBED) for s, before in changed]
+        except OperationalError:
+            # A row stayed locked: this window is read again next run, nothing is skipped.
+            report.errors.append("activity: a submission stayed locked; read again next run")
+            return
+        if not dry_run:
+            ProviderAccount.objects.filter(pk=account.pk).update(activity_read_until=end)
+            account.activity_read_until = end
+        start = end
 
 
 def reconcile(*, account_id: int | None = None, limit: int | None = None,

@@ -10,9 +10,11 @@ into :class:`WebhookEvent` items, apply them in the order of their own timestamp
 - eSputnik, two sources on one URL: the account's activity webhook (a JSON array of items with
   ``activityStatus``, optionally sent with HTTP Basic auth) and the confirmation workflow's
   Webhook block (``{"email", "contactId", "secret"}``: a hint, verified through the confirmed
-  segment). eSputnik cannot be asked later who unsubscribed, so an ``UNSUBSCRIBED``/``SPAM`` item
-  is applied directly, but only to submissions made before it happened (``activityDateTime``),
-  and it waits for a locked row (or answers 503 so eSputnik retries) instead of being dropped.
+  segment). eSputnik's contact shows no unsubscribe (only the activity method, if enabled for
+  the account, can be asked later), so an ``UNSUBSCRIBED``/``SPAM`` item is applied directly
+  (``apply_unsubscribe``, shared with reconciliation's activity read), but only to submissions
+  made before it happened (``activityDateTime``), and it waits for a locked row (or answers 503
+  so eSputnik retries) instead of being dropped.
   Delivery receipts (``DELIVERED``, ``READ``...) confirm nobody and trigger no read.
 
 The ``?secret=`` query string of older setups is still accepted, but no longer shown: it ends up
@@ -174,26 +176,7 @@ class ESputnikWebhook(BaseWebhook):
 
     def parse_events(self, payload: Any) -> list[WebhookEvent]:
         # The activity webhook posts an array; the workflow Webhook block posts one object.
-        items = payload if isinstance(payload, list) else [payload]
-        events: list[WebhookEvent] = []
-        for item in items:
-            if not isinstance(item, dict):
-                continue
-            email = item.get("email") or item.get("EmailAddress")
-            if not isinstance(email, str) or not email.strip():
-                continue
-            data = {k: v for k, v in item.items() if k != "secret"}
-            status = item.get("activityStatus")
-            if status is None:
-                # The workflow block after "Confirm contact": a hint, verified by a read.
-                events.append(WebhookEvent(email.strip(), "hint", "workflow", None, data))
-                continue
-            status = str(status).strip().upper()
-            kind = ("unsubscribe" if status in ESPUTNIK_UNSUBSCRIBE
-                    else "receipt" if status in ESPUTNIK_RECEIPTS else "unknown")
-            events.append(WebhookEvent(email.strip(), kind, status,
-                                       latest_moment(item.get("activityDateTime")), data))
-        return _by_time(events)
+        return esputnik_events(payload if isinstance(payload, list) else [payload])
 
     def handle(self, event: WebhookEvent) -> str:
         if event.kind == "unsubscribe":
@@ -201,23 +184,64 @@ class ESputnikWebhook(BaseWebhook):
         return super().handle(event)
 
     def unsubscribe(self, event: WebhookEvent) -> str:
-        """Apply to every submission of this person made before the item happened; a later
-        signup is a newer wish and stays as it is."""
-        happened = event.at or timezone.now()
-        ids = list(Submission.objects.filter(
-            form__account=self.account, email__iexact=event.email,
-            delivery_status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.PENDING],
-        ).exclude(optin_status=OptinStatus.UNSUBSCRIBED).values_list("pk", "created_at"))
-        changed = stale = 0
-        for pk, created_at in ids:
-            if created_at >= happened:
-                stale += 1
-                continue
-            submission = lock_waiting(pk)
+        changed, stale = apply_unsubscribe(self.account, event, source="webhook")
+        return f"unsubscribed:{len(changed)}" + (f",newer-signup:{stale}" if stale else "")
+
+
+def esputnik_events(items: list[Any]) -> list[WebhookEvent]:
+    """eSputnik activity items (the webhook's array, the activity method's answer) and the
+    workflow block's object as events, oldest first."""
+    events: list[WebhookEvent] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        email = item.get("email") or item.get("EmailAddress")
+        if not isinstance(email, str) or not email.strip():
+            continue
+        data = {k: v for k, v in item.items() if k != "secret"}
+        status = item.get("activityStatus")
+        if status is None:
+            # The workflow block after "Confirm contact": a hint, verified by a read.
+            events.append(WebhookEvent(email.strip(), "hint", "workflow", None, data))
+            continue
+        status = str(status).strip().upper()
+        kind = ("unsubscribe" if status in ESPUTNIK_UNSUBSCRIBE
+                else "receipt" if status in ESPUTNIK_RECEIPTS else "unknown")
+        events.append(WebhookEvent(email.strip(), kind, status,
+                                   latest_moment(item.get("activityDateTime")), data))
+    return _by_time(events)
+
+
+def apply_unsubscribe(account: ProviderAccount, event: WebhookEvent, *, source: str,
+                      dry_run: bool = False) -> tuple[list[tuple[Submission, str]], int]:
+    """Apply an eSputnik unsubscribe to every submission of this person made before it
+    happened; a later signup is a newer wish and stays as it is. Idempotent. Returns the
+    submissions changed (with their status before) and how many newer signups were left.
+    Call inside a transaction: a locked row is waited for (``lock_waiting``)."""
+    happened = event.at or timezone.now()
+    rows = list(Submission.objects.filter(
+        form__account=account, email__iexact=event.email,
+        delivery_status__in=[DeliveryStatus.DELIVERED, DeliveryStatus.PENDING],
+    ).exclude(optin_status=OptinStatus.UNSUBSCRIBED).values_list("pk", "created_at"))
+    changed: list[tuple[Submission, str]] = []
+    stale = 0
+    for pk, created_at in rows:
+        if created_at >= happened:
+            stale += 1
+            continue
+        if dry_run:
+            submission = Submission.objects.select_related("form").filter(pk=pk).first()
             if submission is not None:
-                changed += optin.apply_status(submission, OptinStatus.UNSUBSCRIBED,
-                                              source="webhook", data=event.data)
-        return f"unsubscribed:{changed}" + (f",newer-signup:{stale}" if stale else "")
+                changed.append((submission, submission.optin_status))
+            continue
+        submission = lock_waiting(pk)
+        if submission is None:
+            continue
+        before = submission.optin_status
+        if optin.apply_status(submission, OptinStatus.UNSUBSCRIBED, source=source,
+                              data=event.data):
+            changed.append((submission, before))
+    return changed, stale
 
 
 def lock_waiting(pk: Any) -> Submission | None:

@@ -1,8 +1,9 @@
 """eSputnik REST API v1, the parts the app uses (``docs/providers/esputnik.md``, sources).
 
-Served under ``/api/v1/``. HTTP Basic auth (any user name, the API key as password), JSON bodies,
-errors as 4xx with a JSON ``message``. Contacts, groups and the emulator-only confirmation state
-live in :class:`~esp_forms.emulator.state.EsputnikAccount`.
+Served under ``/api/v1/``, plus the activity method ``/api/v2/contacts/activity``. HTTP Basic
+auth (any user name, the API key as password), JSON bodies, errors as 4xx with a JSON
+``message``. Contacts, groups and the emulator-only confirmation state live in
+:class:`~esp_forms.emulator.state.EsputnikAccount`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from esp_forms.emulator.state import (
@@ -527,6 +529,36 @@ def groups(call: Call) -> Response:
     return json_response(200, found[start - 1:start - 1 + rows])
 
 
+ACTIVITY_MAX_ROWS = 1000
+
+
+def activity_param(request: RecordedRequest, name: str) -> datetime:
+    raw = (request.query.get(name) or [""])[0]
+    try:
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date-time like 2026-12-03T10:00:00") from None
+
+
+def activity_moment(item: dict[str, Any]) -> datetime:
+    moment = datetime.fromisoformat(item["activityDateTime"])
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def contacts_activity(call: Call) -> Response:
+    """``GET v2/contacts/activity?dateFrom=&dateTo=&maxrows=``: the recorded activity between
+    the two moments (both included), as the activity webhook's items plus ``mediaType``, oldest
+    first. At most ``maxrows`` (1000, what public clients keep to) items."""
+    if not call.account.activity_method_enabled:
+        return error(403, "Access denied")
+    date_from = activity_param(call.request, "dateFrom")
+    date_to = activity_param(call.request, "dateTo")
+    rows = int_param(call.request, "maxrows", ACTIVITY_MAX_ROWS, 1, ACTIVITY_MAX_ROWS)
+    found = [{**item, "mediaType": "email"} for item in call.account.activity
+             if date_from <= activity_moment(item) <= date_to]
+    return json_response(200, found[:rows])
+
+
 # Order matters: "contact/subscribe" must win over "contact/{id}".
 ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
     (re.compile(r"^/api/v1/contact/subscribe$"), {"POST": subscribe}),
@@ -536,6 +568,7 @@ ROUTES: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
     (re.compile(r"^/api/v1/account/info$"), {"GET": account_info}),
     (re.compile(r"^/api/v1/version$"), {"GET": version}),
     (re.compile(r"^/api/v1/groups$"), {"GET": groups}),
+    (re.compile(r"^/api/v2/contacts/activity$"), {"GET": contacts_activity}),
 ]
 
 
@@ -600,20 +633,22 @@ def unsubscribe(state: EmulatorState, api_key: str, email: str, now: float
     account = account_of(state, api_key)
     contact = contact_by_email(account, email)
     contact.unsubscribed_at = iso_now(now)
+    item = activity_item(account, contact.email or email, contact.id, now, "UNSUBSCRIBED")
+    account.activity.append(item)  # what the activity method reads, webhook lost or not
     if not account.account_url:
         return []
-    return [activity_delivery(account, contact.email or email, contact.id, now, "UNSUBSCRIBED")]
+    return [activity_delivery(account, item, now)]
 
 
 # activityStatus values of the account's activity webhook (esputnik.com/en/support/webhooks).
 ACTIVITY_STATUSES = ("DELIVERED", "UNDELIVERED", "READ", "UNSUBSCRIBED", "CLICKED", "SPAM")
 
 
-def activity_delivery(account: EsputnikAccount, email: str, contact_id: int | None, now: float,
-                      status: str) -> WebhookDelivery:
+def activity_item(account: EsputnikAccount, email: str, contact_id: int | None, now: float,
+                  status: str) -> dict[str, Any]:
     """One activity item in the documented array: contactId, email, activityStatus,
     messageId, messageInstanceId, messageTag, activityDateTime, and statusDescription for
-    UNDELIVERED only. Sent with HTTP Basic auth when the owner set a login and password."""
+    UNDELIVERED only."""
     message_id = account.next_message_id
     account.next_message_id += 1
     item: dict[str, Any] = {"contactId": contact_id, "email": email, "activityStatus": status,
@@ -621,13 +656,20 @@ def activity_delivery(account: EsputnikAccount, email: str, contact_id: int | No
                             "messageTag": "newsletter", "activityDateTime": iso_now(now)}
     if status == "UNDELIVERED":
         item["statusDescription"] = "Mailbox unavailable"
+    return item
+
+
+def activity_delivery(account: EsputnikAccount, item: dict[str, Any], now: float
+                      ) -> WebhookDelivery:
+    """The activity webhook carrying one item, sent with HTTP Basic auth when the owner set a
+    login and password."""
     payload = [item]
     headers: dict[str, str] = {}
     if account.account_login is not None and account.account_password is not None:
         token = f"{account.account_login}:{account.account_password}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(token).decode("ascii")
-    return WebhookDelivery("esputnik", status.lower(), account.account_url or "", payload,
-                           json_body(payload), now, headers=headers)
+    return WebhookDelivery("esputnik", item["activityStatus"].lower(), account.account_url or "",
+                           payload, json_body(payload), now, headers=headers)
 
 
 def on_demand(state: EmulatorState, api_key: str, event: str, email: str, now: float
@@ -644,6 +686,8 @@ def on_demand(state: EmulatorState, api_key: str, event: str, email: str, now: f
     if event.upper() in ACTIVITY_STATUSES:
         if not account.account_url:
             raise LookupError("no account webhook URL set for that eSputnik key")
-        return activity_delivery(account, email, contact_id, now, event.upper())
+        # Not recorded as activity: nothing happened at eSputnik.
+        item = activity_item(account, email, contact_id, now, event.upper())
+        return activity_delivery(account, item, now)
     raise ValueError("eSputnik webhook event must be 'confirmed' or an activityStatus: "
                      + ", ".join(s.lower() for s in ACTIVITY_STATUSES))

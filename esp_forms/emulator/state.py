@@ -143,6 +143,10 @@ class EsputnikAccount:
     account_password: str | None = None
     # messageId / messageInstanceId of the (emulated) campaign messages activity refers to.
     next_message_id: int = 90_000_001
+    # Activity items as they happened (what GET v2/contacts/activity reads), oldest first.
+    activity: list[dict[str, Any]] = field(default_factory=list)
+    # eSputnik support may have to enable the activity method for an account: False -> 403.
+    activity_method_enabled: bool = True
 
     @property
     def user_email(self) -> str:

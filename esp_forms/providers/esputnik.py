@@ -17,6 +17,9 @@ Wire facts (see ``docs/providers/esputnik.md`` and the developer note ``provider
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
@@ -48,9 +51,16 @@ CONTACTS_PATH = "/api/v1/contacts"
 CONTACT_PATH = "/api/v1/contact/{id}"
 ACCOUNT_INFO_PATH = "/api/v1/account/info"
 GROUPS_PATH = "/api/v1/groups"
+# The pull alternative to activity webhooks (eSputnik's webhooks support page); a v2 method.
+ACTIVITY_PATH = "/api/v2/contacts/activity"
 
 # eSputnik pages searches by at most 500 rows (startindex is 1-based).
 MAX_ROWS = 500
+# Public clients of the activity method report that more than 1000 rows or more than a day per
+# request misbehave, and split a window that comes back full.
+ACTIVITY_MAX_ROWS = 1000
+ACTIVITY_MAX_WINDOW = timedelta(days=1)
+ACTIVITY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 
 # Answers that mean our request itself is wrong (method, content type) or that the base URL
 # does not point at eSputnik: a person must look, retrying the same request cannot help.
@@ -294,6 +304,58 @@ class ESputnikProvider(BaseProvider):
             optin_status=str(OptinStatus.CONFIRMED if confirmed else OptinStatus.UNCONFIRMED),
             contact_id=contact_id, raw=raw)
 
+    # ---- activity (unsubscribes lost in transit) -----------------------------------------
+    def read_activity(self, date_from: datetime, date_to: datetime, *,
+                      before_call: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        """Activity items (``email``, ``activityStatus``, ``activityDateTime``...) between two
+        moments, read a day at most per request; a window that comes back full is split in
+        two. ``before_call`` runs before each request (the reconciliation's rate limit).
+
+        eSputnik documents no body for the method, so the answer is read defensively: items
+        without ``email`` or ``activityStatus`` are skipped, anything but an array is empty.
+        HTTP 403/404 mean the method is not enabled for the account:
+        :class:`ProviderConfigurationError`."""
+        items: dict[str, dict[str, Any]] = {}
+        start = date_from
+        while start < date_to:
+            end = min(start + ACTIVITY_MAX_WINDOW, date_to)
+            for item in self._activity_window(start, end, before_call):
+                # Windows meet at a shared second: an item there comes back twice.
+                items.setdefault(json.dumps(item, sort_keys=True, default=str), item)
+            start = end
+        return list(items.values())
+
+    def _activity_window(self, start: datetime, end: datetime,
+                         before_call: Callable[[], None] | None) -> list[dict[str, Any]]:
+        page = self._activity_page(start, end, before_call)
+        middle = (start + (end - start) / 2).replace(microsecond=0)  # the query has seconds
+        if len(page) < ACTIVITY_MAX_ROWS or not start < middle < end:
+            # Clients disagree on what ``offset`` is (a row number, an item's cursor), so a
+            # full single second is kept as it is rather than paged on a guess.
+            return page
+        return (self._activity_window(start, middle, before_call)
+                + self._activity_window(middle, end, before_call))
+
+    def _activity_page(self, start: datetime, end: datetime,
+                       before_call: Callable[[], None] | None) -> list[dict[str, Any]]:
+        if before_call is not None:
+            before_call()
+        request = self.api_request("GET", ACTIVITY_PATH, params={
+            "dateFrom": activity_time(start), "dateTo": activity_time(end),
+            "maxrows": ACTIVITY_MAX_ROWS}, ok_statuses=(403, 404))
+        response = self.send(request)
+        if response.status_code in (403, 404):
+            raise ProviderConfigurationError(
+                f"eSputnik answered HTTP {response.status_code} to the activity method "
+                f"(GET {ACTIVITY_PATH}): it is not enabled for this account. Ask eSputnik "
+                f"support to enable it; until then an unsubscribe whose webhook was lost is "
+                f"applied only when eSputnik sends the webhook again",
+                **self.error_context(response.status_code, self.redact(response)["body"]))
+        data = response.data if isinstance(response.data, list) else []
+        return [item for item in data if isinstance(item, dict)
+                and isinstance(item.get("email"), str) and item["email"].strip()
+                and isinstance(item.get("activityStatus"), str) and item["activityStatus"].strip()]
+
     # ---- account check -----------------------------------------------------------------
     def check_account(self, forms: list[SignupForm]) -> AccountCheck:
         from esp_forms.models import DoubleOptIn
@@ -354,6 +416,11 @@ class ESputnikProvider(BaseProvider):
             if len(page) < MAX_ROWS:
                 return names
             start += MAX_ROWS
+
+
+def activity_time(moment: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` in UTC, as the activity method's clients send it."""
+    return moment.astimezone(UTC).strftime(ACTIVITY_TIME_FORMAT)
 
 
 def field_value(value: Any) -> str:
