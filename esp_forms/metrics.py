@@ -126,7 +126,8 @@ class DatabaseCollector:
                       .values("form__form_type", "outcome").annotate(n=Count("pk")).order_by())
         for row in by_outcome:
             outcomes.add_metric([row["form__form_type"], row["outcome"]], row["n"])
-        for row in (SpamCount.objects.values("form__form_type").annotate(n=Sum("count"))
+        for row in (SpamCount.objects.filter(reason__in=SpamCount.SPAM_REASONS)
+                    .values("form__form_type").annotate(n=Sum("count"))
                     .order_by()):
             outcomes.add_metric([row["form__form_type"], "spam"], row["n"] or 0)
         yield outcomes

@@ -519,6 +519,10 @@ class SpamCount(models.Model):
         CAPTCHA_FAILED = "captcha_failed", _("Rejected: CAPTCHA not passed")
         CAPTCHA_UNAVAILABLE = "captcha_down", _("CAPTCHA verifier unreachable")
 
+    # Reasons that mean "answered like a success but dropped": spam in charts and metrics. Holds
+    # are stored submissions (counted as held), CAPTCHA refusals were told so (a 400).
+    SPAM_REASONS = ("honeypot", "too_fast", "too_old", "bad_token")
+
     form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="spam_counts")
     reason = models.CharField(max_length=20, choices=Reason.choices)
     day = models.DateField(default=timezone.localdate)

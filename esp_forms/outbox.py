@@ -25,7 +25,6 @@ the task module: tasks are enqueued by name through Celery's registry and pooled
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -261,33 +260,24 @@ def log_event(submission: Submission, kind: str, message: str = "", **data: Any
 
 # --- enqueueing -------------------------------------------------------------------------------
 
-_producers = threading.local()
+# Seconds a publish waits for a free producer of the Celery app's pool; past that the row stays
+# pending for the sweeper rather than keeping the visitor waiting.
+PRODUCER_WAIT = 5.0
 
 
-def _producer(task: Any) -> Any:
-    """A producer from the Celery app's pool, kept by this thread between calls.
+def _publish(task: Any, args: tuple[Any, ...], options: dict[str, Any]) -> None:
+    """Publish through a producer taken from the Celery app's pool and given back at once.
 
-    Acquiring one from the pool for every message costs more than publishing it; a web or
-    worker thread publishes one message at a time, so it keeps its own.
+    A producer kept per thread would be lost with its thread: threaded servers (runserver,
+    gunicorn gthread) end threads all the time, and after ``broker_pool_limit`` of them every
+    later publish would wait forever for a free producer.
     """
-    app = getattr(task, "app", None)
-    if app is None or not hasattr(app, "producer_pool"):
-        return None
-    held = getattr(_producers, "held", None)
-    if held is None or held[0] is not app:
-        _drop_producer()
-        held = _producers.held = (app, app.producer_pool.acquire(block=True))
-    return held[1]
-
-
-def _drop_producer() -> None:
-    held = getattr(_producers, "held", None)
-    _producers.held = None
-    if held is not None:
-        try:
-            held[1].release()
-        except Exception:  # already broken: nothing to give back
-            logger.debug("Could not release a stale producer", exc_info=True)
+    pool = getattr(getattr(task, "app", None), "producer_pool", None)
+    if pool is None:
+        task.apply_async(args, **options)
+        return
+    with pool.acquire(block=True, timeout=PRODUCER_WAIT) as producer:
+        task.apply_async(args, producer=producer, **options)
 
 
 def send_task(task: Any, submission_id: Any, countdown: float | None = None, *,
@@ -308,11 +298,9 @@ def send_task(task: Any, submission_id: Any, countdown: float | None = None, *,
     if queue:
         options["queue"] = queue
     try:
-        # Celery's publish retries and reconnects a held producer's connection itself.
-        task.apply_async((str(submission_id),), producer=_producer(task), **options)
+        _publish(task, (str(submission_id),), options)
         return True
     except Exception:
-        _drop_producer()  # the next message starts from a fresh pool connection
         logger.warning("Could not queue %s for submission %s; the sweeper will pick it up.",
                        getattr(task, "name", task), submission_id, exc_info=True)
         return False

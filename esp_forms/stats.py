@@ -124,7 +124,8 @@ def signups_per_day(forms: QuerySet[SignupForm] | list[SignupForm], days: int = 
         if row["day"] in index:
             series[row["form_id"]].counts[row["outcome"]][index[row["day"]]] += row["n"]
 
-    spam = (SpamCount.objects.filter(form_id__in=ids, day__gte=dates[0])
+    spam = (SpamCount.objects.filter(form_id__in=ids, day__gte=dates[0],
+                                     reason__in=SpamCount.SPAM_REASONS)
             .values("form_id", "day").annotate(n=Sum("count")).order_by())
     for row in spam:
         if row["day"] in index:
@@ -163,7 +164,8 @@ class QueueHealth:
 def queue_health(now: datetime | None = None) -> QueueHealth:
     """Three queries: the pending/polling aggregates, last hour's failures, failing accounts."""
     now = now or timezone.now()
-    pending = Q(delivery_status=DeliveryStatus.PENDING)
+    # Held signups wait for an admin, not for a worker: they are no delivery backlog.
+    pending = Q(delivery_status=DeliveryStatus.PENDING, held_at__isnull=True)
     agg = Submission.objects.aggregate(
         pending=Count("pk", filter=pending),
         oldest=Min("created_at", filter=pending),

@@ -246,7 +246,10 @@ def main() -> int:
     python = sys.executable
     manage = str(BASE_DIR / "manage.py")
     supervisor = Supervisor([
-        Child("web", [python, manage, "runserver", f"127.0.0.1:{port}", "--noreload"]),
+        # --insecure: with DJANGO_DEBUG=0 (trying the demo as production answers) runserver
+        # would serve no static files, and the forms and admin would lose their CSS and script.
+        Child("web", [python, manage, "runserver", f"127.0.0.1:{port}", "--noreload",
+                      "--insecure"]),
         Child("worker", [python, "-m", "celery", "-A", "project", "worker", "-B", "-l", "info",
                          "--concurrency", "1"]),
         Child("emulator", [python, manage, "esp_forms_emulator", "--port", emulator_port,

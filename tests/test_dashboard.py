@@ -213,3 +213,29 @@ def test_svg_escapes_what_admins_typed():
                                                 (241, 320), (1234, 1600)])
 def test_axis_ceiling(value, ceiling):
     assert charts.nice_ceiling(value) == ceiling
+
+
+@pytest.mark.django_db
+def test_a_held_signup_is_counted_once_not_also_as_spam(newsletter):
+    """The abuse gate counts each hold's reason in SpamCount; charts and metrics count only the
+    reasons that drop a signup as spam."""
+    from esp_forms import abuse
+
+    submission = make_submission(newsletter, "held@example.com")
+    abuse.hold(submission, "mailbox_budget", detail="test")
+    [series] = stats.signups_per_day([newsletter], days=1)
+    counts = {key: sum(values) for key, values in series.counts.items() if sum(values)}
+    assert counts == {"held": 1}
+
+
+@pytest.mark.django_db
+def test_held_signups_are_not_the_delivery_queue(newsletter):
+    """A held row waits for an admin, not for a worker: it does not age "oldest pending"."""
+    from esp_forms import abuse
+
+    submission = make_submission(newsletter, "held@example.com",
+                                 created_at=timezone.now() - timedelta(days=2))
+    abuse.hold(submission, "form_budget", detail="test")
+    health = stats.queue_health()
+    assert health.pending == 0
+    assert health.oldest_pending_seconds == 0
