@@ -23,30 +23,38 @@ WIDGET_JS = """
 (function () {
   var kinds = {"cf-turnstile": "cf-turnstile-response", "h-captcha": "h-captcha-response"};
   var n = 0;
+  // Loaded with ?render=explicit the real scripts render only what render() is given.
+  var explicit = /[?&]render=explicit/.test((document.currentScript || {}).src || "");
+  function widget(el, cls) {
+    if (el.querySelector("input")) { return; }
+    var input = document.createElement("input");
+    input.type = "hidden";
+    input.name = kinds[cls];
+    input.value = "pass-" + Date.now() + "-" + (++n);
+    el.textContent = "";
+    el.appendChild(input);
+    var label = document.createElement("span");
+    label.textContent = "Verified (stand-in)";
+    el.appendChild(label);
+  }
   function render() {
     Object.keys(kinds).forEach(function (cls) {
-      document.querySelectorAll("." + cls).forEach(function (el) {
-        if (el.querySelector("input")) { return; }
-        var input = document.createElement("input");
-        input.type = "hidden";
-        input.name = kinds[cls];
-        input.value = "pass-" + Date.now() + "-" + (++n);
-        el.textContent = "";
-        el.appendChild(input);
-        var label = document.createElement("span");
-        label.textContent = "Verified (stand-in)";
-        el.appendChild(label);
-      });
+      document.querySelectorAll("." + cls).forEach(function (el) { widget(el, cls); });
     });
   }
-  window.turnstile = {reset: function () {
-    document.querySelectorAll(".cf-turnstile input").forEach(function (i) {
-      i.value = "pass-" + Date.now() + "-" + (++n); });
-  }};
-  window.hcaptcha = {reset: function () {
-    document.querySelectorAll(".h-captcha input").forEach(function (i) {
-      i.value = "pass-" + Date.now() + "-" + (++n); });
-  }};
+  function api(cls) {
+    return {
+      render: function (el) { widget(el, cls); return "stand-in-" + (++n); },
+      reset: function (el) {
+        var scope = el && el.querySelectorAll ? el : document;
+        scope.querySelectorAll((scope === document ? "." + cls + " " : "") + "input").forEach(
+          function (i) { i.value = "pass-" + Date.now() + "-" + (++n); });
+      }
+    };
+  }
+  window.turnstile = api("cf-turnstile");
+  window.hcaptcha = api("h-captcha");
+  if (explicit) { return; }
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", render); }
   else { render(); }
 }());
@@ -116,7 +124,7 @@ def start() -> tuple[StandIn, ThreadingHTTPServer]:
             self.wfile.write(body)
 
         def do_GET(self):
-            if self.path.endswith("/api.js"):
+            if self.path.split("?", 1)[0].endswith("/api.js"):
                 self._send(200, WIDGET_JS.encode(), "text/javascript")
             else:
                 self._send(404, b"not found", "text/plain")

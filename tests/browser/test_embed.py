@@ -205,3 +205,25 @@ def test_light_dom_in_the_visitors_language(browser, live_server, demo_site, sit
         shot(page, "embed-light-dom-uk")
     finally:
         context.close()
+
+
+def test_an_embedded_form_with_a_captcha(page, live_server, site, settings, captcha_standin,
+                                         shot):
+    """The widget renders inside the shadow root (explicit mode) and its answer is sent to the
+    API as "captcha", verified by the (stand-in) provider."""
+    from esp_forms.models import Captcha
+
+    settings.ESP_FORMS = {**settings.ESP_FORMS, **captcha_standin.settings()}
+    allow(site, "newsletter")
+    SignupForm.objects.filter(form_type="newsletter").update(captcha=Captcha.TURNSTILE)
+    site.pages["/"] = host_page(embed_tag(live_server, "newsletter"), css="")
+    page.goto(site.origin + "/")
+    form = page.locator('form.esp-form[data-esp-form="newsletter"]')
+    form.locator(".cf-turnstile", has_text="Verified").wait_for(timeout=10_000)
+    form.locator('input[type="email"]').fill("human@example.com")
+    form.locator("button.esp-form__submit").click()
+    form.locator(".esp-form__message--success").wait_for(timeout=10_000)
+    shot(page, "embed-captcha-subscribed")
+    assert Submission.objects.filter(email="human@example.com").exists()
+    [call] = captcha_standin.requests
+    assert call.path == "/turnstile/siteverify" and call.fields["response"].startswith("pass-")

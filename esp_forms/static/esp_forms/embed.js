@@ -146,6 +146,12 @@
     trap.appendChild(el("label", { "for": uid + "-hp" }, texts.honeypot));
     trap.appendChild(el("input", { type: "text", id: uid + "-hp", name: schema.honeypot_field, tabindex: "-1", autocomplete: "off" }));
     body.appendChild(trap);
+    if (schema.captcha) {
+      // The widget's answer input is sent to the API as "captcha" (see esp_forms.js jsonBody).
+      form.setAttribute("data-esp-captcha-field", schema.captcha.response_field);
+      body.appendChild(el("div", { "class": "esp-form__captcha " + schema.captcha.widget_class,
+        "data-sitekey": schema.captcha.site_key }));
+    }
     var actions = el("div", { "class": "esp-form__actions" });
     actions.appendChild(el("button", { type: "submit", "class": "esp-form__submit", part: "submit" }, schema.submit_label));
     body.appendChild(actions);
@@ -162,6 +168,28 @@
       script.addEventListener("load", function () { resolve(); });
       script.addEventListener("error", function () { reject(new Error("Could not load " + url)); });
       if (!existing) { document.head.appendChild(script); }
+    });
+  }
+
+  // A CAPTCHA provider's script finds its placeholders in the document when it loads, which
+  // misses one in a shadow root or added later: load it in explicit mode and render ours.
+  var captchaScripts = {};
+
+  function renderCaptcha(form, captcha) {
+    var box = form.querySelector(".esp-form__captcha");
+    if (!captcha || !box) { return Promise.resolve(); }
+    var api = captcha.provider === "hcaptcha" ? "hcaptcha" : "turnstile";
+    var url = captcha.script_url + (captcha.script_url.indexOf("?") === -1 ? "?" : "&") + "render=explicit";
+    if (!captchaScripts[url]) {
+      captchaScripts[url] = new Promise(function (resolve, reject) {
+        var script = el("script", { src: url, async: "" });
+        script.addEventListener("load", function () { resolve(); });
+        script.addEventListener("error", function () { reject(new Error("Could not load " + url)); });
+        document.head.appendChild(script);
+      });
+    }
+    return captchaScripts[url].then(function () {
+      window[api].render(box, { sitekey: captcha.site_key });
     });
   }
 
@@ -248,6 +276,8 @@
       return Promise.all([core, css.loaded]).then(function () {
         root.appendChild(form);
         window.espForms.init(form);
+        return renderCaptcha(form, schema.captcha);
+      }).then(function () {
         host.dispatchEvent(new CustomEvent("esp-forms:ready", { detail: { form: form }, bubbles: true }));
       }, function (error) {
         fail({ reason: "script", message: error.message });

@@ -46,8 +46,13 @@
   // checkboxes as true/false.
   function jsonBody(form) {
     var body = {};
+    // A CAPTCHA widget's answer input (cf-turnstile-response, h-captcha-response) is the API's
+    // "captcha"; hCaptcha's second copy of it (g-recaptcha-response) is not sent at all.
+    var captchaField = form.getAttribute("data-esp-captcha-field");
     Array.prototype.forEach.call(form.elements, function (el) {
       if (!el.name || el.disabled || el.tagName === "BUTTON" || el.name === "csrfmiddlewaretoken") { return; }
+      if (captchaField && el.name === captchaField) { body.captcha = el.value; return; }
+      if (el.name === "g-recaptcha-response") { return; }
       var value = el.type === "checkbox" ? el.checked : el.value;
       if (el.name.indexOf("fields.") === 0) {
         body.fields = body.fields || {};
