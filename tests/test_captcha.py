@@ -47,6 +47,15 @@ def test_forms_without_captcha_never_call_a_verifier(newsletter, captcha_standin
     assert captcha_standin.requests == []
 
 
+@pytest.mark.parametrize("answer", [0, True, ["pass"], {"a": 1}])
+def test_a_captcha_answer_that_is_no_string_is_refused(newsletter, answer):
+    """Schemathesis found "captcha": 0 accepted by a form without a CAPTCHA."""
+    response = api_submit("newsletter", email="a@example.com", captcha=answer)
+    assert response.status_code == 400
+    assert response.json()["errors"]["captcha"] == ["Send this as a string."]
+    assert not Submission.objects.exists()
+
+
 def test_html_form_renders_the_turnstile_widget_and_its_script_once(turnstile_form,
                                                                     captcha_standin):
     with override_settings(ESP_FORMS=captcha_standin.settings()):

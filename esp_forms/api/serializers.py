@@ -147,8 +147,7 @@ class SubmissionInputSerializer(serializers.Serializer):
         error_messages=_TEXT_ERRORS,
         help_text="The form_token from GET /api/esp-forms/forms/<form_type>/, sent back "
                   "unchanged.")
-
-    captcha = serializers.CharField(
+    captcha = StrictCharField(
         required=False, allow_blank=True, allow_null=True, trim_whitespace=False,
         error_messages=_TEXT_ERRORS,
         help_text="The CAPTCHA widget's answer, when the form schema has a captcha (Turnstile: "
