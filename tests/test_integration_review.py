@@ -118,3 +118,27 @@ def test_reconcile_leaves_a_row_leased_by_a_worker_alone(esputnik_form, monkeypa
     assert outbox.claim_one(submission.pk, owner="worker-1") is not None
     report = reconcile.reconcile_account(esputnik_form.account)
     assert report.checked == 0
+
+
+def test_a_confirmation_click_while_the_sweeper_holds_the_row_still_gets_delivered(
+        sandbox_account):
+    """confirm() takes a row lock but ignores the sweeper's lease: its delivery task finds the
+    row leased (LOCKED, not retried), then the sweeper, deciding on its stale copy
+    (unconfirmed), releases the row with next_attempt_at=None. Confirmed, pending, and nothing
+    will ever deliver it."""
+    from esp_forms import optin
+    from esp_forms.models import DeliveryStatus, DoubleOptIn, Submission
+    from tests.conftest import make_form
+
+    form = make_form(sandbox_account, "local-news", double_opt_in=DoubleOptIn.LOCAL)
+    submission = make_submission(form, "ann@example.com")
+    owner = outbox.new_owner()
+    assert outbox.claim(Submission.objects.filter(pk=submission.pk), owner=owner, limit=1)
+    stale = Submission.objects.select_related("form__account").get(pk=submission.pk)
+    optin.confirm(optin.make_token(submission), ip=None)  # the person clicks now
+    # (the task confirm() queued on commit runs here: it finds the sweeper's lease)
+    assert delivery.deliver(submission.pk).status == "locked"
+    delivery.deliver_claimed(stale, owner=owner)  # the sweeper goes on with its copy
+    row = Submission.objects.get(pk=submission.pk)
+    assert row.optin_status == OptinStatus.CONFIRMED
+    assert row.delivery_status == DeliveryStatus.DELIVERED or row.next_attempt_at is not None
