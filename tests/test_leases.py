@@ -1,6 +1,10 @@
-"""Integration review: where the merged branches meet (leases vs. row locks, gate vs. outbox).
+"""Leases and everything else that writes a submission.
 
-Each test here shows one integration bug found after merging; it fails until the bug is fixed.
+A worker holds a lease, not a lock, while it calls the provider, so webhooks, confirmation
+clicks, reconciliation and erasure may change the row meanwhile. These tests prove that the
+worker's outcome never overwrites what changed (an unsubscribe, a confirmation, an erasure),
+that a confirmed row is always delivered eventually, and that reconciliation claims rows
+through the outbox like any worker: no provider call inside a transaction, no leased row read.
 """
 
 from __future__ import annotations
@@ -33,9 +37,8 @@ def esputnik_unsubscribe(client, account, email: str):
 
 def test_an_unsubscribe_arriving_during_the_delivery_call_is_not_undone(
         client, esputnik_form, monkeypatch):
-    """i8's webhook waits for a *row lock* to be sure no worker is mid-delivery; since i12 a
-    worker holds a *lease* and no lock during the call, so the unsubscribe is applied at once,
-    and the worker's finish then writes its stale optin_status (unconfirmed) over it."""
+    """The worker holds a lease and no lock during the call, so the unsubscribe is applied at
+    once; the worker's finish must not write its stale opt-in status (unconfirmed) over it."""
     submission = make_submission(esputnik_form)
     real_subscribe = ESputnikProvider.subscribe
     answers = []
@@ -56,41 +59,11 @@ def test_an_unsubscribe_arriving_during_the_delivery_call_is_not_undone(
     assert submission.next_optin_check_at is None
 
 
-# --- i9b's block counters read by i10a's dashboard and metrics ---------------------------------
-
-def test_a_held_signup_is_counted_once_on_the_dashboard_not_also_as_spam(newsletter):
-    """abuse.hold() counts its reason in SpamCount (i9b); the dashboard and the metrics sum
-    every SpamCount row as "spam" (i10a), so one held signup shows as held AND spam."""
-    from esp_forms import abuse, stats
-
-    submission = make_submission(newsletter, "held@example.com")
-    abuse.hold(submission, "mailbox_budget", detail="test")
-    [series] = stats.signups_per_day([newsletter], days=1)
-    counts = {key: sum(values) for key, values in series.counts.items() if sum(values)}
-    assert counts == {"held": 1}
-
-
-def test_held_signups_are_not_the_delivery_queue(newsletter):
-    """A held row waits for an admin, not for a worker: it must not age "oldest pending" (the
-    queue-health card and esp_forms_queue_oldest_pending_age_seconds)."""
-    from esp_forms import abuse, stats
-
-    submission = make_submission(newsletter, "held@example.com",
-                                 created_at=timezone.now() - timedelta(days=2))
-    abuse.hold(submission, "form_budget", detail="test")
-    health = stats.queue_health()
-    assert health.pending == 0
-    assert health.oldest_pending_seconds == 0
-
-
-# --- i8's reconciliation on i12's outbox --------------------------------------------------------
+# --- reconciliation on the outbox ----------------------------------------------------------------
 
 def test_reconcile_calls_the_provider_outside_any_transaction(esputnik_form, monkeypatch):
-    """i12's rule (outbox.py): no database lock or transaction is held while a provider is
-    called. reconcile.py still reads the provider inside the row-locking transaction
-    (delivery._locked), so each read holds a row lock for up to CONNECT+READ_TIMEOUT, during
-    which an eSputnik unsubscribe webhook for that row times out (WEBHOOK_LOCK_TIMEOUT 2 s) and
-    is answered 503, and which ignores a worker's lease on the row."""
+    """No database lock or transaction is held while a provider is called (outbox.py): a row
+    lock held for a whole read would make an unsubscribe webhook for that row time out."""
     from django.db import connection
 
     from esp_forms import reconcile
@@ -122,10 +95,9 @@ def test_reconcile_leaves_a_row_leased_by_a_worker_alone(esputnik_form, monkeypa
 
 def test_a_confirmation_click_while_the_sweeper_holds_the_row_still_gets_delivered(
         sandbox_account):
-    """confirm() takes a row lock but ignores the sweeper's lease: its delivery task finds the
-    row leased (LOCKED, not retried), then the sweeper, deciding on its stale copy
-    (unconfirmed), releases the row with next_attempt_at=None. Confirmed, pending, and nothing
-    will ever deliver it."""
+    """confirm() does not wait for the sweeper's lease: its delivery task finds the row leased
+    (LOCKED, not retried), then the sweeper, deciding on its stale copy (unconfirmed), releases
+    the row. The row must stay due, or nothing would ever deliver it."""
     from esp_forms import optin
     from esp_forms.models import DeliveryStatus, DoubleOptIn, Submission
     from tests.conftest import make_form
@@ -142,3 +114,27 @@ def test_a_confirmation_click_while_the_sweeper_holds_the_row_still_gets_deliver
     row = Submission.objects.get(pk=submission.pk)
     assert row.optin_status == OptinStatus.CONFIRMED
     assert row.delivery_status == DeliveryStatus.DELIVERED or row.next_attempt_at is not None
+
+
+def test_an_erasure_during_the_delivery_call_leaves_the_lease_and_the_outcome_is_dropped(
+        esputnik_form):
+    """Erasure on request does not take a worker's lease away (that worker would not know);
+    the worker's finish, which would write the provider's answer (quoting the person) and
+    "delivered" over "failed", records nothing and gives the lease back."""
+    from esp_forms import consent
+    from esp_forms.models import DeliveryStatus, Submission
+
+    submission = make_submission(esputnik_form, "erase.me@example.com")
+    owner = outbox.new_owner()
+    stale = outbox.claim_one(submission.pk, owner=owner)
+    assert stale is not None
+    assert consent.erase("erase.me@example.com").submissions == 1
+    row = Submission.objects.get(pk=submission.pk)
+    assert (row.lease_owner, row.email) == (owner, "")
+    assert delivery.deliver_claimed(stale, owner=owner).status == "lease-lost"
+    row = Submission.objects.get(pk=submission.pk)
+    assert row.delivery_status == DeliveryStatus.FAILED
+    assert (row.email, row.lease_owner, row.lease_until) == ("", "", None)
+    assert row.next_optin_check_at is None and row.purged_at is not None
+    assert not row.events.filter(kind="delivered").exists()
+    assert "erase.me" not in str(list(row.events.values_list("message", "data")))
