@@ -186,11 +186,14 @@ def _delivered(submission: Submission, owner: str, provider: BaseProvider,
         "provider_contact_id": result.contact_id or submission.provider_contact_id,
         "next_attempt_at": None, "last_error": "",
     }
+    # Decided on the opt-in status read at claim time: written only if no webhook or click
+    # changed it during the call (outbox.finish).
+    optin_fields: dict[str, Any] = {}
     optin_status = submission.optin_status
     if result.optin_status and optin_status == OptinStatus.UNCONFIRMED:
-        optin_status = fields["optin_status"] = result.optin_status
+        optin_status = optin_fields["optin_status"] = result.optin_status
     if optin_status == OptinStatus.UNCONFIRMED:
-        fields["next_optin_check_at"] = now + timedelta(
+        optin_fields["next_optin_check_at"] = now + timedelta(
             seconds=float(get_setting("POLL_INITIAL_DELAY")))
     attempt = (f"Attempt {submission.attempts}: outcome was unknown; the provider has the "
                "contact, so nothing was sent again" if resolved
@@ -207,7 +210,7 @@ def _delivered(submission: Submission, owner: str, provider: BaseProvider,
     if account.config_error:
         after.append(partial(alerts.clear_configuration_error, account))
     if not outbox.finish(submission, owner=owner, fields=fields, events=events,
-                         after_commit=after):
+                         after_commit=after, optin_fields=optin_fields):
         return Outcome(Result.LEASE_LOST)
     return Outcome(Result.DELIVERED)
 

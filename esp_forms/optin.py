@@ -157,6 +157,8 @@ def refresh_claimed(submission: Submission, owner: str) -> str:
 
 
 def _apply_read(submission: Submission, status: Any, now: Any) -> str:
+    if submission.purged_at is not None:
+        return "erased"  # erased while the provider was read: nothing of it is recorded
     if submission.optin_status in (OptinStatus.NOT_REQUIRED, OptinStatus.EXPIRED,
                                    OptinStatus.UNSUBSCRIBED):
         return "settled"

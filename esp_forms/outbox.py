@@ -32,13 +32,14 @@ from functools import partial
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q, QuerySet, sql
+from django.db.models import Case, F, Q, QuerySet, Value, When, sql
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from esp_forms import formcache
 from esp_forms.conf import get_setting
 from esp_forms.models import DoubleOptIn, Submission, SubmissionEvent
-from esp_forms.statuses import OptinStatus
+from esp_forms.statuses import DeliveryStatus, OptinStatus
 
 logger = logging.getLogger("esp_forms.outbox")
 
@@ -151,32 +152,56 @@ def start_attempt(submission: Submission, *, owner: str) -> bool:
     return bool(won)
 
 
+def _if_optin_unchanged(read: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as expressions that write each value only where ``optin_status`` is still
+    ``read`` and keep the row's own value otherwise."""
+    return {name: Case(When(optin_status=read,
+                            then=Value(value, output_field=Submission._meta.get_field(name))),
+                       default=F(name)) for name, value in values.items()}
+
+
+def _guard(submission: Submission, owner: str) -> QuerySet[Submission]:
+    """The row while ``owner`` holds its lease and, unless it was erased when read, while
+    its personal data has not been erased (an outcome recorded after an erasure would put
+    back what the provider quoted of the person)."""
+    rows = Submission.objects.filter(pk=submission.pk, lease_owner=owner)
+    if submission.purged_at is None:
+        rows = rows.filter(purged_at__isnull=True)
+    return rows
+
+
 def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None = None,
            events: Iterable[tuple[str, str, dict[str, Any]]] = (),
-           after_commit: Iterable[Callable[[], Any]] = ()) -> bool:
+           after_commit: Iterable[Callable[[], Any]] = (),
+           optin_fields: dict[str, Any] | None = None) -> bool:
     """Record an outcome: the row's ``fields`` and its ``events`` (kind, message, data) in one
     transaction, releasing the lease and closing the attempt; ``after_commit`` callables run
-    once it committed. False (nothing recorded) when ``owner`` no longer holds the lease."""
+    once it committed. False (nothing recorded) when ``owner`` no longer holds the lease, or
+    the row's personal data was erased meanwhile (the lease is given back then).
+
+    ``optin_fields`` were decided from the ``optin_status`` the worker read: no lock is held
+    during the provider call, so a webhook or a click may have moved the row meanwhile. They
+    are written only where ``optin_status`` is still the value read, never over a newer one.
+    """
     values = {**(fields or {}), "lease_owner": "", "lease_until": None,
               "attempt_started_at": None, "updated_at": timezone.now()}
+    if optin_fields:
+        values.update(_if_optin_unchanged(submission.optin_status, optin_fields))
     events = list(events)
     after_commit = list(after_commit)
     if events and connection.vendor == "postgresql" and not connection.in_atomic_block:
         won = _finish_in_one_statement(submission, owner, values, events)
         if won:
-            for name, value in values.items():
-                setattr(submission, name, value)
+            _record_values(submission, values)
             for callback in after_commit:
                 callback()  # the statement committed on its own
         else:
-            logger.warning("Submission %s: the lease of %s ran out before its outcome was "
-                           "recorded; another claim owns the row now.", submission.pk, owner)
+            _not_recorded(submission, owner)
         return won
     with transaction.atomic():
-        won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(**values)
+        won = _guard(submission, owner).update(**values)
         if not won:
-            logger.warning("Submission %s: the lease of %s ran out before its outcome was "
-                           "recorded; another claim owns the row now.", submission.pk, owner)
+            _not_recorded(submission, owner)
             return False
         rows = [SubmissionEvent(submission_id=submission.pk, kind=kind, message=message,
                                 data=data) for kind, message, data in events]
@@ -184,17 +209,36 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
             SubmissionEvent.objects.bulk_create(rows)
         for callback in after_commit:
             transaction.on_commit(callback)
-    for name, value in values.items():
-        setattr(submission, name, value)
+    _record_values(submission, values)
     return True
+
+
+def _record_values(submission: Submission, values: dict[str, Any]) -> None:
+    """Put what was written on the instance; conditional values are read back."""
+    computed = [name for name, value in values.items() if hasattr(value, "resolve_expression")]
+    for name, value in values.items():
+        if name not in computed:
+            setattr(submission, name, value)
+    if computed:
+        submission.refresh_from_db(fields=computed)
+
+
+def _not_recorded(submission: Submission, owner: str) -> None:
+    # Erased meanwhile: the outcome is dropped, and the lease given back at once.
+    if Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(
+            lease_owner="", lease_until=None, attempt_started_at=None):
+        logger.info("Submission %s: its personal data was erased during the attempt; the "
+                    "outcome was not recorded.", submission.pk)
+        return
+    logger.warning("Submission %s: the lease of %s ran out before its outcome was "
+                   "recorded; another claim owns the row now.", submission.pk, owner)
 
 
 def _finish_in_one_statement(submission: Submission, owner: str, values: dict[str, Any],
                              events: list[tuple[str, str, dict[str, Any]]]) -> bool:
     """PostgreSQL: the guarded UPDATE and the event INSERTs as one statement (one round trip,
     atomic on its own): the events are written only for a row the UPDATE matched."""
-    update = Submission.objects.filter(pk=submission.pk, lease_owner=owner).query.chain(
-        sql.UpdateQuery)
+    update = _guard(submission, owner).query.chain(sql.UpdateQuery)
     update.add_update_values(values)
     update_sql, update_params = update.get_compiler(connection=connection).as_sql()
     data_field = SubmissionEvent._meta.get_field("data")
@@ -215,11 +259,20 @@ def _finish_in_one_statement(submission: Submission, owner: str, values: dict[st
 
 
 def release(submission: Submission, *, owner: str, **fields: Any) -> bool:
-    """Give the row back (with ``fields`` changed) without recording an attempt outcome."""
-    values = {**fields, "lease_owner": "", "lease_until": None, "updated_at": timezone.now()}
+    """Give the row back (with ``fields`` changed) without recording an attempt outcome.
+
+    ``next_attempt_at=None`` ("nothing to deliver") was decided on the worker's copy: a row
+    confirmed meanwhile (a click while this lease was held, whose own task found the row
+    leased) and still pending stays due, so the sweeper delivers it."""
+    now = timezone.now()
+    values = {**fields, "lease_owner": "", "lease_until": None, "updated_at": now}
+    if "next_attempt_at" in values and values["next_attempt_at"] is None:
+        values["next_attempt_at"] = Case(
+            When(optin_status=OptinStatus.CONFIRMED, delivery_status=DeliveryStatus.PENDING,
+                 then=Coalesce(F("next_attempt_at"), Value(now))),
+            default=Value(None, output_field=Submission._meta.get_field("next_attempt_at")))
     won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(**values)
-    for name, value in values.items():
-        setattr(submission, name, value)
+    _record_values(submission, values)
     return bool(won)
 
 

@@ -19,7 +19,9 @@ the activity webhook does (``webhooks.apply_unsubscribe``): an unsubscribe whose
 lost is reflected within one run.
 
 What it changed is returned (and printed by ``esp_forms_reconcile``) and logged on each
-submission. Each row is read in its own short transaction with the same lock the workers use.
+submission. Rows are claimed through the outbox like the workers' (a row a worker holds the
+lease of is left for the next run), the provider is read outside any transaction, and each
+answer is applied in one short transaction guarded by the lease.
 """
 
 from __future__ import annotations
@@ -33,9 +35,8 @@ from django.db import OperationalError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from esp_forms import optin, ratelimit, webhooks
+from esp_forms import optin, outbox, ratelimit, webhooks
 from esp_forms.conf import get_setting
-from esp_forms.delivery import _locked
 from esp_forms.exceptions import EspFormsError, ProviderConfigurationError
 from esp_forms.models import (
     DeliveryStatus,
@@ -122,40 +123,74 @@ def reconcile_account(account: ProviderAccount, *, limit: int | None = None,
         if report.throttled:
             return report
     batch = limit or int(get_setting("RECONCILE_BATCH_SIZE"))
-    ids = list(tracked(account)
-               .order_by(F("optin_checked_at").asc(nulls_first=True), "created_at")
-               .values_list("pk", flat=True)[:batch])
-    for pk in ids:
-        if ratelimit.acquire_for(provider) > 0:
-            report.throttled = True
-            break
-        with transaction.atomic():
-            submission = (_locked(Submission.objects.select_related("form__account"))
-                          .filter(pk=pk).first())
-            if submission is None:
-                continue  # a worker is on it right now; the next run looks again
-            try:
-                status = provider.get_contact_status(submission)
-            except (EspFormsError, ProviderConfigurationError) as err:
-                report.errors.append(f"{submission.email}: {err}")
-                if isinstance(err, ProviderConfigurationError):
-                    break  # every further read of this account would fail the same way
+    order = (F("optin_checked_at").asc(nulls_first=True), "created_at")
+    owner = outbox.new_owner()
+    if dry_run:
+        # Nothing is written, not even a lease; a row a worker holds is still left alone.
+        now = timezone.now()
+        ids = list(tracked(account).filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+                   .order_by(*order).values_list("pk", flat=True)[:batch])
+    else:
+        ids = outbox.claim(tracked(account), owner=owner, limit=batch, order_by=order)
+    rows = {s.pk: s for s in Submission.objects.select_related("form__account")
+            .filter(pk__in=ids)}
+    try:
+        for pk in ids:
+            if pk not in rows:
                 continue
-            report.checked += 1
-            before = submission.optin_status
-            after = status.optin_status
-            if after != before and after in REPAIRS.get(before, set()):
-                report.changes.append(Change(str(submission.pk), submission.email,
-                                             submission.form.form_type, before, after))
-                if not dry_run:
-                    optin.apply_status(submission, after, source="reconcile",
-                                       data={"provider": status.raw})
-            if not dry_run:
-                Submission.objects.filter(pk=pk).update(optin_checked_at=timezone.now())
-                if status.contact_id and not submission.provider_contact_id:
-                    Submission.objects.filter(pk=pk).update(
-                        provider_contact_id=status.contact_id)
+            if ratelimit.acquire_for(provider) > 0:
+                report.throttled = True
+                break
+            if not _reconcile_one(rows[pk], provider, report, owner=owner, dry_run=dry_run):
+                break
+    finally:
+        # Rows not reached (throttled, stopped) go back for the next run.
+        Submission.objects.filter(pk__in=ids, lease_owner=owner).update(lease_owner="",
+                                                                        lease_until=None)
     return report
+
+
+def _reconcile_one(submission: Submission, provider: Any, report: AccountReport, *,
+                   owner: str, dry_run: bool) -> bool:
+    """Read one claimed row's status outside any transaction, then apply it in one short
+    transaction guarded by the lease (as ``optin.refresh_claimed``). False: stop the run."""
+    try:
+        status = provider.get_contact_status(submission)
+    except (EspFormsError, ProviderConfigurationError) as err:
+        report.errors.append(f"{submission.email}: {err}")
+        # A configuration error: every further read of this account would fail the same way.
+        return not isinstance(err, ProviderConfigurationError)
+    report.checked += 1
+    if dry_run:
+        _repair(submission, status, report, dry_run=True)
+        return True
+    with transaction.atomic():
+        # Re-read under a short row lock: a webhook or a click may have moved the row while
+        # the provider was read, and the repair rules decide on the current state.
+        fresh = (Submission.objects.select_for_update(of=("self",))
+                 .select_related("form__account")
+                 .filter(pk=submission.pk, lease_owner=owner, purged_at__isnull=True).first())
+        if fresh is None:
+            return True  # the lease ran out or the row was erased: nothing is recorded
+        _repair(fresh, status, report, dry_run=False)
+        update: dict[str, Any] = {"optin_checked_at": timezone.now(), "lease_owner": "",
+                                  "lease_until": None}
+        if status.contact_id and not fresh.provider_contact_id:
+            update["provider_contact_id"] = status.contact_id
+        Submission.objects.filter(pk=fresh.pk).update(**update)
+    return True
+
+
+def _repair(submission: Submission, status: Any, report: AccountReport, *,
+            dry_run: bool) -> None:
+    before = submission.optin_status
+    after = status.optin_status
+    if after != before and after in REPAIRS.get(before, set()):
+        report.changes.append(Change(str(submission.pk), submission.email,
+                                     submission.form.form_type, before, after))
+        if not dry_run:
+            optin.apply_status(submission, after, source="reconcile",
+                               data={"provider": status.raw})
 
 
 class _Throttled(Exception):

@@ -111,7 +111,12 @@ def erase_personal_data(ids: list[Any], *, reason: str, owner: str | None = None
         count = Submission.objects.filter(pk__in=ids).update(
             email="", phone="", data={}, ip=None, user_agent="", confirm_ip=None,
             # Nothing is left to poll or deliver for an erased row.
-            next_optin_check_at=None, purged_at=now, lease_owner="", lease_until=None)
+            next_optin_check_at=None, purged_at=now)
+        if owner is not None:
+            Submission.objects.filter(pk__in=ids, lease_owner=owner).update(
+                lease_owner="", lease_until=None)
+        # An erasure on request leaves another worker's lease alone: that worker's finish sees
+        # the row erased and records nothing (outbox.finish), then the lease is given back.
         SubmissionEvent.objects.filter(submission_id__in=ids).update(data={})
         SubmissionEvent.objects.bulk_create(
             SubmissionEvent(submission_id=pk, kind=EventKind.PURGED, message=reason)

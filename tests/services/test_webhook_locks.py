@@ -1,6 +1,10 @@
-"""On PostgreSQL: an eSputnik unsubscribe that finds its submission locked by a worker waits
-for the lock, or answers 503 so eSputnik sends it again; it is never answered 200 and dropped
-(eSputnik cannot be asked later who unsubscribed)."""
+"""On PostgreSQL: an eSputnik unsubscribe that finds its submission row-locked waits for the
+lock, or answers 503 so eSputnik sends it again; it is never answered 200 and dropped (eSputnik
+cannot be asked later who unsubscribed).
+
+Workers hold a lease, not a lock, during provider calls (an unsubscribe during one is applied
+at once and kept: tests/test_leases.py); row locks are still taken by the short transactions
+that apply a status read, a confirmation click or an expiry, which is what is simulated here."""
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ def unsubscribe_body(email: str) -> str:
 
 
 def hold_lock(pk, release: threading.Event, locked: threading.Event) -> threading.Thread:
-    """Another connection (a worker mid-delivery) holds the row lock until ``release``."""
+    """Another connection (e.g. a worker applying a status read) holds the row lock until
+    ``release``."""
     def run() -> None:
         try:
             with transaction.atomic(using="default"):
