@@ -382,7 +382,8 @@ class FormField(models.Model):
 
 class Submission(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    form = models.ForeignKey(SignupForm, on_delete=models.PROTECT, related_name="submissions")
+    form = models.ForeignKey(SignupForm, on_delete=models.PROTECT, related_name="submissions",
+                             verbose_name=_("form"))
     email = models.EmailField(_("email"), max_length=254, db_index=True)
     phone = models.CharField(_("phone"), max_length=20, blank=True, help_text="E.164")
     # Normalised values of the form's other fields, by FormField.name (first/last name too).
@@ -490,10 +491,10 @@ class SubmissionEvent(models.Model):
     """Append-only log of what happened to a submission. Never holds an API key."""
 
     submission = models.ForeignKey(Submission, on_delete=models.CASCADE, related_name="events")
-    kind = models.CharField(max_length=20, choices=EventKind.choices)
-    message = models.TextField(blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    kind = models.CharField(_("kind"), max_length=20, choices=EventKind.choices)
+    message = models.TextField(_("message"), blank=True)
+    data = models.JSONField(_("data"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, db_index=True)
 
     class Meta:
         verbose_name = _("submission event")
@@ -523,10 +524,11 @@ class SpamCount(models.Model):
     # are stored submissions (counted as held), CAPTCHA refusals were told so (a 400).
     SPAM_REASONS = ("honeypot", "too_fast", "too_old", "bad_token")
 
-    form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="spam_counts")
-    reason = models.CharField(max_length=20, choices=Reason.choices)
-    day = models.DateField(default=timezone.localdate)
-    count = models.PositiveIntegerField(default=0)
+    form = models.ForeignKey(SignupForm, on_delete=models.CASCADE, related_name="spam_counts",
+                             verbose_name=_("form"))
+    reason = models.CharField(_("reason"), max_length=20, choices=Reason.choices)
+    day = models.DateField(_("day"), default=timezone.localdate)
+    count = models.PositiveIntegerField(_("count"), default=0)
 
     class Meta:
         verbose_name = _("spam count")
