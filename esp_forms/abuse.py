@@ -29,15 +29,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from django.conf import settings
-from django.core.mail import mail_admins, send_mail
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
-from esp_forms import signals
+from esp_forms import alerts, signals, spam
 from esp_forms.conf import get_setting
 from esp_forms.models import (
     AbuseCounter,
@@ -47,7 +45,6 @@ from esp_forms.models import (
     HoldReason,
     OptinStatus,
     SignupForm,
-    SpamCount,
     Submission,
 )
 
@@ -195,15 +192,7 @@ def first_alert(form: SignupForm) -> bool:
 
 def count_block(form: SignupForm, reason: str) -> None:
     """One more block of ``reason`` today in ``SpamCount`` (shown in the admin)."""
-    day = timezone.localdate()
-    rows = SpamCount.objects.filter(form=form, reason=reason, day=day)
-    if rows.update(count=F("count") + 1):
-        return
-    try:
-        with transaction.atomic():
-            SpamCount.objects.create(form=form, reason=reason, day=day, count=1)
-    except IntegrityError:
-        rows.update(count=F("count") + 1)
+    spam.bump_count(form, reason)
 
 
 # --- the gate -----------------------------------------------------------------------------------
@@ -407,15 +396,7 @@ def alert_form_budget(form_pk: int, limit: int) -> bool:
             f"If this is an attack (list bombing), drop them in the admin: Submissions, "
             f"filter 'held because'. If it is a real rush, release them and raise the form's "
             f"hourly budget.\n")
-    recipients = get_setting("ALERT_EMAILS")
-    try:
-        if recipients:
-            send_mail(subject, body, get_setting("FROM_EMAIL") or settings.DEFAULT_FROM_EMAIL,
-                      list(recipients))
-        else:
-            mail_admins(subject, body)
-    except Exception:  # an SMTP outage must not break a signup
-        logger.exception("Could not send the hourly budget alert for form %s", form.form_type)
+    if not alerts.send_alert(subject, body):
         return False
     logger.warning("Form %s is over its hourly budget of %s; alert sent.", form.form_type,
                    limit)

@@ -40,6 +40,12 @@ def report_configuration_error(account: ProviderAccount, error: Exception) -> bo
             f"account's configuration:\n\n{message}\n\nFix the account in the admin, then retry "
             f"the failed submissions (admin action) and run "
             f"'manage.py esp_forms_check_accounts'.\n")
+    return send_alert(subject, body)
+
+
+def send_alert(subject: str, body: str) -> bool:
+    """Email ``ALERT_EMAILS`` (else ``ADMINS``); False, logged, when mail cannot be sent: an
+    SMTP outage must not turn into a failed delivery or a failed signup."""
     recipients = get_setting("ALERT_EMAILS")
     try:
         if recipients:
@@ -47,8 +53,8 @@ def report_configuration_error(account: ProviderAccount, error: Exception) -> bo
                       list(recipients))
         else:
             mail_admins(subject, body)
-    except Exception:  # an SMTP outage must not turn into a delivery failure
-        logger.exception("Could not send the configuration alert for account %s", account.pk)
+    except Exception:
+        logger.exception("Could not send the alert %r", subject)
         return False
     return True
 

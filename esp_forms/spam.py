@@ -100,6 +100,12 @@ def count_spam(form: SignupForm, reason: str) -> None:
                                          max_age=float(get_setting("MAX_FORM_AGE")))
     logger.info("Dropped a submission to form %s as spam (%s): %s. It was answered like a "
                 "success and not stored.", form.form_type, reason, why)
+    bump_count(form, reason)
+
+
+def bump_count(form: SignupForm, reason: str) -> None:
+    """One more today in ``SpamCount`` for ``form`` and ``reason`` (spam drops, and the abuse
+    gate's and the CAPTCHA's blocks), safe under concurrency as count_spam explains."""
     day = timezone.localdate()
     rows = SpamCount.objects.filter(form=form, reason=reason, day=day)
     if rows.update(count=F("count") + 1):
