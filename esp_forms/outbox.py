@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When, sql
+from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -42,6 +42,8 @@ from esp_forms.models import DoubleOptIn, Submission, SubmissionEvent
 from esp_forms.statuses import DeliveryStatus, OptinStatus
 
 logger = logging.getLogger("esp_forms.outbox")
+
+_TABLE = Submission._meta.db_table
 
 # Task names (esp_forms.tasks registers them); enqueued by name so that nothing here imports
 # the task module, which imports the modules that import this one.
@@ -121,9 +123,8 @@ def claim_one(pk: Any, *, owner: str) -> Submission | None:
     if connection.vendor == "postgresql":
         # One round trip: the claim returns the row; its form, account and fields come from
         # the process's form cache.
-        table = Submission._meta.db_table
         claimed = list(Submission.objects.raw(
-            f'UPDATE "{table}" SET lease_owner = %s, lease_until = %s '
+            f'UPDATE "{_TABLE}" SET lease_owner = %s, lease_until = %s '
             "WHERE id = %s AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) "
             "RETURNING *", [owner, until, pk, now, owner]))
         if not claimed:
@@ -144,8 +145,14 @@ def claim_one(pk: Any, *, owner: str) -> Submission | None:
 def start_attempt(submission: Submission, *, owner: str) -> bool:
     """Commit "a provider call starts now" before making it; False when the lease was lost."""
     now = timezone.now()
-    won = Submission.objects.filter(pk=submission.pk, lease_owner=owner).update(
-        attempts=F("attempts") + 1, attempt_started_at=now, last_attempt_at=now)
+    # Plain SQL: one delivery per message runs this hundreds of times a second, and compiling
+    # the equivalent ORM update cost more than the round trip (docs/performance.md).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {_TABLE} SET attempts = attempts + 1, attempt_started_at = %s, "
+            "last_attempt_at = %s WHERE id = %s AND lease_owner = %s",
+            [now, now, submission.pk, owner])
+        won = cursor.rowcount
     if won:
         submission.attempts += 1
         submission.attempt_started_at = submission.last_attempt_at = now
@@ -185,19 +192,21 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
     """
     values = {**(fields or {}), "lease_owner": "", "lease_until": None,
               "attempt_started_at": None, "updated_at": timezone.now()}
-    if optin_fields:
-        values.update(_if_optin_unchanged(submission.optin_status, optin_fields))
     events = list(events)
     after_commit = list(after_commit)
     if events and connection.vendor == "postgresql" and not connection.in_atomic_block:
-        won = _finish_in_one_statement(submission, owner, values, events)
-        if won:
-            _record_values(submission, values)
-            for callback in after_commit:
-                callback()  # the statement committed on its own
-        else:
+        written = _finish_in_one_statement(submission, owner, values, optin_fields or {},
+                                           events)
+        if written is None:
             _not_recorded(submission, owner)
-        return won
+            return False
+        for name, value in {**values, **written}.items():
+            setattr(submission, name, value)
+        for callback in after_commit:
+            callback()  # the statement committed on its own
+        return True
+    if optin_fields:
+        values.update(_if_optin_unchanged(submission.optin_status, optin_fields))
     with transaction.atomic():
         won = _guard(submission, owner).update(**values)
         if not won:
@@ -235,27 +244,54 @@ def _not_recorded(submission: Submission, owner: str) -> None:
 
 
 def _finish_in_one_statement(submission: Submission, owner: str, values: dict[str, Any],
-                             events: list[tuple[str, str, dict[str, Any]]]) -> bool:
+                             optin_fields: dict[str, Any],
+                             events: list[tuple[str, str, dict[str, Any]]]
+                             ) -> dict[str, Any] | None:
     """PostgreSQL: the guarded UPDATE and the event INSERTs as one statement (one round trip,
-    atomic on its own): the events are written only for a row the UPDATE matched."""
-    update = _guard(submission, owner).query.chain(sql.UpdateQuery)
-    update.add_update_values(values)
-    update_sql, update_params = update.get_compiler(connection=connection).as_sql()
+    atomic on its own): the events are written only for a row the UPDATE matched. Returns
+    ``optin_fields`` as written (each kept where ``optin_status`` moved meanwhile), or None
+    when no row matched.
+
+    Written out by hand: every delivery records through here, and compiling the same UPDATE
+    with the ORM's Case/When cost more than the statement's round trip."""
+    meta, quote = Submission._meta, connection.ops.quote_name
+    sets, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    for name, value in optin_fields.items():
+        field = meta.get_field(name)
+        column = quote(field.column)
+        sets.append(f"{column} = CASE WHEN optin_status = %s THEN %s ELSE {column} END")
+        params += [submission.optin_status, field.get_db_prep_save(value, connection)]
+    where = "id = %s AND lease_owner = %s"
+    params += [submission.pk, owner]
+    if submission.purged_at is None:
+        where += " AND purged_at IS NULL"  # see _guard
+    returned = "".join(f", {quote(meta.get_field(name).column)}" for name in optin_fields)
     data_field = SubmissionEvent._meta.get_field("data")
     now = timezone.now()
-    rows, params = [], []
+    rows = []
+    params.append(submission.pk)
     for kind, message, data in events:
         rows.append("(%s, %s, %s::jsonb, %s::timestamptz)")
         params += [kind, message, data_field.get_db_prep_value(data, connection), now]
+    # A data-modifying WITH runs whether or not the outer query reads it.
     statement = (
-        f"WITH won AS ({update_sql} RETURNING 1) "
-        f"INSERT INTO {SubmissionEvent._meta.db_table} "
+        f"WITH won AS (UPDATE {_TABLE} SET {', '.join(sets)} WHERE {where} "
+        f"RETURNING 1 AS won{returned}), "
+        f"logged AS (INSERT INTO {SubmissionEvent._meta.db_table} "
         "(submission_id, kind, message, data, created_at) "
-        f"SELECT %s, e.kind, e.message, e.data, e.created_at FROM won, "
-        f"(VALUES {', '.join(rows)}) AS e(kind, message, data, created_at)")
+        "SELECT %s, e.kind, e.message, e.data, e.created_at FROM won, "
+        f"(VALUES {', '.join(rows)}) AS e(kind, message, data, created_at)) "
+        f"SELECT won{returned} FROM won")
     with connection.cursor() as cursor:
-        cursor.execute(statement, (*update_params, submission.pk, *params))
-        return cursor.rowcount > 0
+        cursor.execute(statement, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return dict(zip(optin_fields, row[1:], strict=True))
 
 
 def release(submission: Submission, *, owner: str, **fields: Any) -> bool:

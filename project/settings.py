@@ -118,6 +118,10 @@ else:
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
+# Celery's Django fixup closes the database connection around every task unless this is set;
+# esp_forms then applies CONN_MAX_AGE and CONN_HEALTH_CHECKS around its own tasks instead
+# (docs/performance.md: a new PostgreSQL connection per delivery halves the throughput).
+CELERY_DB_REUSE_MAX = 1000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULE = {
