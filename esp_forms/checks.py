@@ -228,6 +228,7 @@ def check_forms(app_configs=None, databases=None, **kwargs):
 class OutboxCodes:
     LEASE_TOO_SHORT = "esp_forms.E019"
     NEW_CONNECTION_PER_REQUEST = "esp_forms.W017"
+    NEW_CONNECTION_PER_TASK = "esp_forms.W018"
 
 
 class OutboxMessages:
@@ -236,6 +237,9 @@ class OutboxMessages:
     NEW_CONNECTION_PER_REQUEST = (
         "The database '{alias}' (PostgreSQL) opens a new connection for every request and task "
         "(CONN_MAX_AGE = 0).")
+    NEW_CONNECTION_PER_TASK = (
+        "Celery closes the database connection before and after every task unless "
+        "CELERY_DB_REUSE_MAX is set, whatever CONN_MAX_AGE says.")
 
 
 class OutboxHints:
@@ -245,6 +249,10 @@ class OutboxHints:
         "Set CONN_MAX_AGE (e.g. 600, or dj_database_url's conn_max_age=600) and "
         "CONN_HEALTH_CHECKS = True: connecting costs about as much as the whole signup. See "
         "docs/performance.md.")
+    NEW_CONNECTION_PER_TASK = (
+        "Set CELERY_DB_REUSE_MAX = 1000 (with the CELERY settings namespace): esp_forms then "
+        "applies CONN_MAX_AGE and CONN_HEALTH_CHECKS around its tasks itself. A new "
+        "connection per delivery halves the workers' throughput (docs/performance.md).")
 
 
 @register(Tags.compatibility)
@@ -261,7 +269,28 @@ def check_outbox(app_configs=None, **kwargs):
                 OutboxMessages.NEW_CONNECTION_PER_REQUEST.format(alias=alias),
                 hint=OutboxHints.NEW_CONNECTION_PER_REQUEST,
                 id=OutboxCodes.NEW_CONNECTION_PER_REQUEST))
+    persistent = any(db.get("ENGINE") == "django.db.backends.postgresql"
+                     and db.get("CONN_MAX_AGE") for db in settings.DATABASES.values())
+    if persistent and not _celery_reuses_connections():
+        errors.append(Warning(OutboxMessages.NEW_CONNECTION_PER_TASK,
+                              hint=OutboxHints.NEW_CONNECTION_PER_TASK,
+                              id=OutboxCodes.NEW_CONNECTION_PER_TASK))
     return errors
+
+
+def _celery_reuses_connections() -> bool:
+    """Whether Celery's Django fixup keeps connections between tasks: it reads
+    ``DB_REUSE_MAX`` from the app's configuration (``CELERY_DB_REUSE_MAX`` in settings with
+    the usual namespace)."""
+    if getattr(settings, "CELERY_DB_REUSE_MAX", None):
+        return True
+    from celery import current_app
+
+    try:
+        return bool(current_app.conf.get("db_reuse_max")
+                    or current_app.conf.get("CELERY_DB_REUSE_MAX"))
+    except Exception:  # an app that cannot load its configuration is reported elsewhere
+        return False
 
 
 CORS_MIDDLEWARE = "corsheaders.middleware.CorsMiddleware"

@@ -98,7 +98,7 @@ def deliver(submission_id: Any, *, force: bool = False, owner: str | None = None
     """Deliver one submission if it is due. ``force`` ignores ``next_attempt_at``. ``owner``
     (e.g. the Celery task id) lets a retried task resume its own lease."""
     owner = owner or outbox.new_owner()
-    submission = outbox.claim_one(submission_id, owner=owner)
+    submission = outbox.claim_one(submission_id, owner=owner, open_attempt=True)
     if submission is None:
         exists = Submission.objects.filter(pk=submission_id).exists()
         return Outcome(Result.LOCKED if exists else Result.MISSING)
@@ -149,8 +149,10 @@ def deliver_claimed(submission: Submission, *, owner: str, force: bool = False) 
         try:
             found = resolve_unknown_attempt(provider, submission, confirmed=confirmed)
         except EspFormsError as err:
+            # Still unknown: the attempt stays open, so the next run reads again first.
             return _schedule_retry(submission, owner, err, note="outcome of the last "
-                                   "attempt unknown and the provider could not be read")
+                                   "attempt unknown and the provider could not be read",
+                                   keep_open=True)
         if found is not None:
             return _delivered(submission, owner, provider, found, resolved=True)
 
@@ -280,7 +282,7 @@ def _error_data(err: Exception) -> dict[str, Any]:
 
 
 def _schedule_retry(submission: Submission, owner: str, err: Exception, *,
-                    note: str = "temporary failure") -> Outcome:
+                    note: str = "temporary failure", keep_open: bool = False) -> Outcome:
     delay = retry_delay(max(submission.attempts, 1), getattr(err, "retry_after", None))
     if delay is None:
         submission.last_error = (f"Gave up after {submission.attempts} attempts. "
@@ -288,9 +290,11 @@ def _schedule_retry(submission: Submission, owner: str, err: Exception, *,
         return _fail(submission, owner, err, kind="exhausted")
     events = [(EventKind.ATTEMPT, f"Attempt {submission.attempts}: {note}", _error_data(err)),
               (EventKind.RETRY, f"Retry in {delay:.0f} s: {err}", {"delay": delay})]
-    if not outbox.finish(submission, owner=owner, events=events, fields={
-            "last_error": str(err),
-            "next_attempt_at": timezone.now() + timedelta(seconds=delay)}):
+    fields = {"last_error": str(err),
+              "next_attempt_at": timezone.now() + timedelta(seconds=delay)}
+    if keep_open:
+        fields["attempt_started_at"] = submission.attempt_started_at
+    if not outbox.finish(submission, owner=owner, events=events, fields=fields):
         return Outcome(Result.LEASE_LOST)
     return Outcome(Result.RETRY, delay)
 

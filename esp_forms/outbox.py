@@ -115,21 +115,48 @@ def claim(queryset: QuerySet[Submission], *, owner: str, limit: int,
     return ids
 
 
-def claim_one(pk: Any, *, owner: str) -> Submission | None:
+def claim_one(pk: Any, *, owner: str, open_attempt: bool = False) -> Submission | None:
     """Lease one row (one UPDATE) and load it with its form and account; None when another
-    owner holds it or it does not exist."""
+    owner holds it or it does not exist.
+
+    ``open_attempt`` (delivery, on PostgreSQL): when no earlier attempt is open, the same
+    statement also commits the attempt :func:`start_attempt` would (count and time), so that
+    a delivery makes one round trip less; :func:`release` takes it back if no call follows.
+    The row comes back as it was before the claim, so an earlier attempt whose outcome is
+    unknown still shows.
+    """
     now = timezone.now()
     until = now + timedelta(seconds=lease_seconds())
     if connection.vendor == "postgresql":
         # One round trip: the claim returns the row; its form, account and fields come from
         # the process's form cache.
-        claimed = list(Submission.objects.raw(
-            f'UPDATE "{_TABLE}" SET lease_owner = %s, lease_until = %s '
-            "WHERE id = %s AND (lease_until IS NULL OR lease_until < %s OR lease_owner = %s) "
-            "RETURNING *", [owner, until, pk, now, owner]))
+        free = "(lease_until IS NULL OR lease_until < %s OR lease_owner = %s)"
+        if open_attempt:
+            opens = "prior.attempt_started_at IS NULL"
+            claimed = list(Submission.objects.raw(
+                f"WITH prior AS (SELECT id, attempts, attempt_started_at, last_attempt_at "
+                f"FROM {_TABLE} WHERE id = %s AND {free} FOR UPDATE) "
+                f"UPDATE {_TABLE} AS s SET lease_owner = %s, lease_until = %s, "
+                f"attempts = CASE WHEN {opens} THEN s.attempts + 1 ELSE s.attempts END, "
+                f"attempt_started_at = CASE WHEN {opens} THEN %s ELSE s.attempt_started_at END, "
+                f"last_attempt_at = CASE WHEN {opens} THEN %s ELSE s.last_attempt_at END "
+                "FROM prior WHERE s.id = prior.id RETURNING s.*, "
+                "prior.attempts AS prior_attempts, prior.attempt_started_at AS prior_started, "
+                f"prior.last_attempt_at AS prior_last, ({opens}) AS opened",
+                [pk, now, owner, owner, until, now, now]))
+        else:
+            claimed = list(Submission.objects.raw(
+                f"UPDATE {_TABLE} SET lease_owner = %s, lease_until = %s "
+                f"WHERE id = %s AND {free} RETURNING *", [owner, until, pk, now, owner]))
         if not claimed:
             return None
         submission = claimed[0]
+        if open_attempt and submission.opened:
+            # The instance shows the row as it was; start_attempt or release moves it on.
+            submission._opened_attempt = now
+            submission.attempts = submission.prior_attempts
+            submission.attempt_started_at = submission.prior_started
+            submission.last_attempt_at = submission.prior_last
         form = formcache.form_by_id(submission.form_id)
         if form is not None:
             submission.form = form
@@ -144,15 +171,23 @@ def claim_one(pk: Any, *, owner: str) -> Submission | None:
 
 def start_attempt(submission: Submission, *, owner: str) -> bool:
     """Commit "a provider call starts now" before making it; False when the lease was lost."""
+    opened = getattr(submission, "_opened_attempt", None)
+    submission._opened_attempt = None
     now = timezone.now()
-    # Plain SQL: one delivery per message runs this hundreds of times a second, and compiling
-    # the equivalent ORM update cost more than the round trip (docs/performance.md).
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {_TABLE} SET attempts = attempts + 1, attempt_started_at = %s, "
-            "last_attempt_at = %s WHERE id = %s AND lease_owner = %s",
-            [now, now, submission.pk, owner])
-        won = cursor.rowcount
+    if opened is not None and (now - opened).total_seconds() < lease_seconds() / 2:
+        # The claim committed it moments ago, under a lease far from running out.
+        now, won = opened, 1
+    else:
+        # Plain SQL: compiling the equivalent ORM update cost more than its round trip. The
+        # count is absolute (the lease keeps others off the row); the claim may have
+        # counted this attempt already.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {_TABLE} SET attempts = %s, attempt_started_at = %s, "
+                "last_attempt_at = %s WHERE id = %s AND lease_owner = %s",
+                [submission.attempts + 1, now, now,
+                 Submission._meta.pk.get_db_prep_value(submission.pk, connection), owner])
+            won = cursor.rowcount
     if won:
         submission.attempts += 1
         submission.attempt_started_at = submission.last_attempt_at = now
@@ -182,7 +217,8 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
            after_commit: Iterable[Callable[[], Any]] = (),
            optin_fields: dict[str, Any] | None = None) -> bool:
     """Record an outcome: the row's ``fields`` and its ``events`` (kind, message, data) in one
-    transaction, releasing the lease and closing the attempt; ``after_commit`` callables run
+    transaction, releasing the lease and closing the attempt (unless ``fields`` keeps
+    ``attempt_started_at``); ``after_commit`` callables run
     once it committed. False (nothing recorded) when ``owner`` no longer holds the lease, or
     the row's personal data was erased meanwhile (the lease is given back then).
 
@@ -190,8 +226,8 @@ def finish(submission: Submission, *, owner: str, fields: dict[str, Any] | None 
     during the provider call, so a webhook or a click may have moved the row meanwhile. They
     are written only where ``optin_status`` is still the value read, never over a newer one.
     """
-    values = {**(fields or {}), "lease_owner": "", "lease_until": None,
-              "attempt_started_at": None, "updated_at": timezone.now()}
+    values = {"lease_owner": "", "lease_until": None, "attempt_started_at": None,
+              "updated_at": timezone.now(), **(fields or {})}
     events = list(events)
     after_commit = list(after_commit)
     if events and connection.vendor == "postgresql" and not connection.in_atomic_block:
@@ -302,6 +338,12 @@ def release(submission: Submission, *, owner: str, **fields: Any) -> bool:
     leased) and still pending stays due, so the sweeper delivers it."""
     now = timezone.now()
     values = {**fields, "lease_owner": "", "lease_until": None, "updated_at": now}
+    if getattr(submission, "_opened_attempt", None) is not None:
+        # The claim opened an attempt and no call followed: take it back, or the next claim
+        # would take it for a call whose outcome was lost.
+        values.update(attempts=submission.attempts, attempt_started_at=None,
+                      last_attempt_at=submission.last_attempt_at)
+        submission._opened_attempt = None
     if "next_attempt_at" in values and values["next_attempt_at"] is None:
         values["next_attempt_at"] = Case(
             When(optin_status=OptinStatus.CONFIRMED, delivery_status=DeliveryStatus.PENDING,

@@ -10,10 +10,12 @@ imports below go one way only.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import shared_task
-from django.db import DatabaseError
+from celery.signals import task_postrun, task_prerun
+from django.db import DatabaseError, close_old_connections, connections
 
 from esp_forms import delivery, optin, outbox, retention
 from esp_forms.conf import get_setting
@@ -27,6 +29,40 @@ TASK_OPTIONS = {
     "retry_backoff": True,
     "max_retries": 5,
 }
+
+
+# A connection a task gave back less than this many seconds ago is reused without the
+# CONN_HEALTH_CHECKS query (pgbouncer's server_check_delay, in short): back to back, the
+# check would cost one round trip per delivery, for a connection in use a moment ago.
+CHECK_AFTER_IDLE = 1.0
+_released_at = float("-inf")
+
+
+def _ours(task: Any) -> bool:
+    return (getattr(task, "name", "") or "").startswith("esp_forms.") and \
+        not getattr(task.request, "is_eager", False)
+
+
+@task_prerun.connect
+def _before_task(sender: Any = None, **kwargs: Any) -> None:
+    """Apply CONN_MAX_AGE and CONN_HEALTH_CHECKS around esp_forms' tasks, as Django does around
+    requests. Celery closes the connection around every task unless DB_REUSE_MAX is set
+    (check esp_forms.W018), and with it set it never checks a connection: one PostgreSQL
+    dropped would fail every later task of the process."""
+    if not _ours(sender):
+        return
+    close_old_connections()
+    if time.monotonic() - _released_at < CHECK_AFTER_IDLE:
+        for conn in connections.all(initialized_only=True):
+            conn.health_check_done = True
+
+
+@task_postrun.connect
+def _after_task(sender: Any = None, **kwargs: Any) -> None:
+    global _released_at
+    if _ours(sender):
+        close_old_connections()  # closes one that failed and is unusable, or is too old
+        _released_at = time.monotonic()
 
 
 @shared_task(name=outbox.DELIVER_TASK, bind=True, **TASK_OPTIONS)

@@ -93,6 +93,55 @@ def test_an_unknown_outcome_the_provider_never_saw_is_sent(esputnik_form, emulat
     assert submission.attempts == 2
 
 
+def test_an_unknown_outcome_the_provider_could_not_be_read_stays_unknown(esputnik_form,
+                                                                       emulator):
+    submission = make_submission(esputnik_form)
+    started = timezone.now() - timedelta(minutes=1)
+    Submission.objects.filter(pk=submission.pk).update(attempts=1, attempt_started_at=started)
+    emulator.fault("esputnik", status=503, path_contains="/api/v1/contacts")
+    assert delivery.deliver(submission.pk).status == "retry"
+    submission.refresh_from_db()
+    # Still open: the next run reads the provider again before it sends anything.
+    assert submission.attempt_started_at == started and submission.lease_owner == ""
+    assert subscribe_calls(emulator) == []
+    assert delivery.deliver(submission.pk, force=True).status == "delivered"
+    assert [r.path for r in emulator.requests("esputnik")][-2:] == [
+        "/api/v1/contacts", "/api/v1/contact/subscribe"]
+
+
+@pytest.mark.parametrize("why", ["throttled", "not-due", "already-delivered"])
+def test_a_claim_that_makes_no_call_leaves_no_attempt(why, esputnik_form, emulator):
+    """On PostgreSQL the claim itself opens the attempt; without a call it is taken back."""
+    earlier = timezone.now() - timedelta(days=1)
+    submission = make_submission(esputnik_form, attempts=2, last_attempt_at=earlier)
+    if why == "throttled":
+        esputnik_form.account.rate_limit_per_minute = 1
+        esputnik_form.account.save()
+        assert delivery.deliver(make_submission(esputnik_form, "first@example.com").pk
+                                ).status == "delivered"
+    elif why == "not-due":
+        Submission.objects.filter(pk=submission.pk).update(
+            next_attempt_at=timezone.now() + timedelta(hours=1))
+    else:
+        Submission.objects.filter(pk=submission.pk).update(
+            delivery_status=DeliveryStatus.DELIVERED)
+    assert delivery.deliver(submission.pk).status == why
+    submission.refresh_from_db()
+    assert (submission.attempts, submission.attempt_started_at, submission.last_attempt_at,
+            submission.lease_owner) == (2, None, earlier, "")
+    # And the next delivery sends at once, with no read first: nothing was left unknown.
+    Submission.objects.filter(pk=submission.pk).update(
+        delivery_status=DeliveryStatus.PENDING, next_attempt_at=timezone.now())
+    esputnik_form.account.rate_limit_per_minute = None
+    esputnik_form.account.save()
+    calls = len(emulator.requests("esputnik"))
+    assert delivery.deliver(submission.pk).status == "delivered"
+    assert [r.path for r in emulator.requests("esputnik")[calls:]] == [
+        "/api/v1/contact/subscribe"]
+    submission.refresh_from_db()
+    assert submission.attempts == 3 and submission.last_attempt_at > earlier
+
+
 def test_a_row_that_raises_is_backed_off_and_the_batch_goes_on(esputnik_form, emulator,
                                                                monkeypatch):
     past = timezone.now() - timedelta(minutes=5)
@@ -171,6 +220,28 @@ def test_checks_catch_a_short_lease_and_a_connection_per_request(settings):
     settings.ESP_FORMS = {"LEASE_SECONDS": None}
     settings.DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql",
                                       "CONN_MAX_AGE": 600}}
+    assert check_outbox() == []
+
+
+def test_check_warns_when_celery_closes_the_connection_around_every_task(settings):
+    from celery import Celery
+
+    from esp_forms.checks import check_outbox
+
+    settings.DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql",
+                                      "CONN_MAX_AGE": 600}}
+    del settings.CELERY_DB_REUSE_MAX
+    from celery import current_app
+
+    previous = current_app._get_current_object()
+    try:
+        bare = Celery("bare", set_as_current=True)  # an app that never set DB_REUSE_MAX
+        assert [e.id for e in check_outbox()] == ["esp_forms.W018"]
+        bare.conf.db_reuse_max = 1000
+        assert check_outbox() == []
+    finally:
+        previous.set_current()
+    settings.CELERY_DB_REUSE_MAX = 1000
     assert check_outbox() == []
 
 
@@ -253,3 +324,47 @@ def test_the_sweep_fans_the_claimed_batch_out_to_tasks_that_take_over_the_claim(
     assert {r.pk for r in rows} == set(Submission.objects.filter(
         delivery_status=DeliveryStatus.DELIVERED).values_list("pk", flat=True))
     assert len(subscribe_calls(emulator)) == 3
+
+
+# --- database connections around tasks -------------------------------------------------------
+
+def test_tasks_keep_their_connection_and_check_it_only_after_a_pause(monkeypatch):
+    """Celery's own fixup would close the connection around every task; esp_forms' handlers
+    apply CONN_MAX_AGE instead, and skip the health-check query while tasks run back to back."""
+    from types import SimpleNamespace
+
+    from esp_forms import tasks
+
+    class Conn:
+        health_check_done = False
+
+    conn = Conn()
+    closed = []
+    monkeypatch.setattr(tasks, "close_old_connections", lambda: closed.append(1) or setattr(
+        conn, "health_check_done", False))
+    monkeypatch.setattr(tasks, "connections", SimpleNamespace(
+        all=lambda initialized_only=False: [conn]))
+    clock = [1000.0]
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(tasks, "_released_at", float("-inf"))
+    ours = SimpleNamespace(name="esp_forms.deliver_submission",
+                           request=SimpleNamespace(is_eager=False))
+
+    tasks._before_task(sender=ours)
+    assert conn.health_check_done is False  # the first task checks its connection
+    tasks._after_task(sender=ours)
+    clock[0] += 0.2
+    tasks._before_task(sender=ours)
+    assert conn.health_check_done is True  # back to back: no check query
+    tasks._after_task(sender=ours)
+    clock[0] += tasks.CHECK_AFTER_IDLE + 1
+    tasks._before_task(sender=ours)
+    assert conn.health_check_done is False  # after a pause: checked again
+    assert len(closed) == 5  # CONN_MAX_AGE and broken connections handled every time
+
+    closed.clear()
+    for other in (SimpleNamespace(name="myapp.report", request=SimpleNamespace(is_eager=False)),
+                  SimpleNamespace(name="esp_forms.purge", request=SimpleNamespace(is_eager=True))):
+        tasks._before_task(sender=other)
+        tasks._after_task(sender=other)
+    assert closed == []  # other apps' tasks and eager runs are left as they are
