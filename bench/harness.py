@@ -39,6 +39,7 @@ SETTINGS = "bench.benchsite.settings"
 DEMO_DIR = Path(tempfile.gettempdir()) / f"esp_forms_bench_{os.getpid()}"
 ESPUTNIK_KEY = "demo-esputnik-key"  # the emulator's --demo account
 ESPUTNIK_GROUP = "Newsletter"
+CAMPAIGN_HOURLY_BUDGET = 10_000_000
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -94,7 +95,11 @@ def make_forms(emulator_url: str | None = None) -> None:
         form, created = SignupForm.objects.update_or_create(
             form_type=form_type, defaults={"title": form_type.title(), "account": account,
                                            "lists": ESPUTNIK_GROUP if account == es else "",
-                                           "is_active": True})
+                                           "is_active": True,
+                                           # A campaign's form: its owner raised the hourly
+                                           # budget (still counted on every signup), or
+                                           # everything past the default 100 would be held.
+                                           "hourly_budget": CAMPAIGN_HOURLY_BUDGET})
         if created:
             FormField.objects.create(form=form, name="email", label="Email",
                                      kind=FieldKind.EMAIL, required=True, order=0)

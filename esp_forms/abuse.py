@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.module_loading import import_string
 
-from esp_forms import alerts, signals, spam
+from esp_forms import alerts, prepared, signals, spam
 from esp_forms.conf import get_setting
 from esp_forms.models import (
     AbuseCounter,
@@ -122,7 +122,7 @@ def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
     if _upsert_supported():
         q = connection.ops.quote_name
         table = q(AbuseCounter._meta.db_table)
-        with connection.cursor() as cursor:
+        with prepared.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} ({q('key')}, {q('window_start')}, {q('count')}, "
                 f"{q('expires_at')}) VALUES (%s, %s, 1, %s) "
@@ -167,7 +167,7 @@ def form_signups(form: SignupForm, limit: int) -> int:
     if client is not None:
         key = f"esp_forms:abuse:{form_key(form)}:{int(start.timestamp())}"
         try:
-            pipe = client.pipeline()
+            pipe = client.pipeline(transaction=False)  # one round trip; no MULTI needed
             pipe.incr(key)
             pipe.expire(key, FORM_WINDOW * 2)
             return int(pipe.execute()[0])

@@ -9,6 +9,7 @@ import uuid
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 from django.utils.translation import gettext, gettext_noop, pgettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
@@ -450,7 +451,10 @@ class Submission(models.Model):
                          name="esp_forms_sub_due"),
             models.Index(fields=["optin_status", "next_optin_check_at"],
                          name="esp_forms_sub_poll"),
-            models.Index(fields=["form", "email", "created_at"], name="esp_forms_sub_dupe"),
+            # The repeat-signup lookup compares emails case-insensitively (UPPER): an index on
+            # the plain column would leave it scanning every signup of the form in the window.
+            models.Index(models.F("form"), Upper("email"), models.F("created_at"),
+                         name="esp_forms_sub_dupe_ci"),
         ]
 
     def __str__(self) -> str:

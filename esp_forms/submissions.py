@@ -7,6 +7,7 @@ and a broker failure there only leaves the row pending for the sweeper.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import uuid
@@ -15,12 +16,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import sql
 from django.db.models.signals import post_save, pre_save
 from django.http import HttpRequest
 from django.utils import timezone, translation
 
-from esp_forms import abuse, captcha, outbox, spam
+from esp_forms import abuse, captcha, outbox, prepared, spam
 from esp_forms.client_ip import get_client_ip
 from esp_forms.conf import get_setting
 from esp_forms.forms import CleanedSubmission, SignupSubmissionForm
@@ -50,19 +50,33 @@ def _lock_key(form: SignupForm, email: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _compiled(queryset: Any) -> tuple[str, tuple[Any, ...]]:
-    sql, params = queryset.query.get_compiler(connection=connection).as_sql()
-    return sql, tuple(params)
+@functools.cache
+def _insert_sql(model: type[Any], vendor: str) -> tuple[str, tuple[Any, ...]]:
+    """The INSERT Django would run for a ``model`` row (every column, auto id left to the
+    database), and the fields whose values it takes, in order. Built once per process: the
+    statement's text never changes, and compiling it cost as much as running it."""
+    meta = model._meta
+    fields = tuple(f for f in meta.local_concrete_fields if f is not meta.auto_field)
+    q = connection.ops.quote_name
+    placeholders = ", ".join(["%s"] * len(fields))
+    return (f"INSERT INTO {q(meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "
+            f"VALUES ({placeholders})", fields)
 
 
 def _insert(obj: Any) -> tuple[str, tuple[Any, ...]]:
-    """The INSERT Django would run for ``obj`` (every column, auto id left to the database)."""
-    meta = obj._meta
-    query = sql.InsertQuery(type(obj))
-    query.insert_values([f for f in meta.local_concrete_fields if f is not meta.auto_field],
-                        [obj])
-    [(statement, params)] = query.get_compiler(connection=connection).as_sql()
-    return statement, tuple(params)
+    statement, fields = _insert_sql(type(obj), connection.vendor)
+    return statement, tuple(f.get_db_prep_save(f.pre_save(obj, True), connection)
+                            for f in fields)
+
+
+# The repeat-signup lookup (see _duplicate_of), written out: it runs on every signup, and
+# building it with the ORM cost more than running it. UPPER(email) matches the index
+# esp_forms_sub_dupe_ci and Django's own iexact.
+_REPEAT_LOOKUP = (
+    f"SELECT id FROM {Submission._meta.db_table} "
+    "WHERE form_id = %s AND UPPER(email::text) = UPPER(%s) AND created_at >= %s "
+    "AND purged_at IS NULL AND delivery_status <> %s AND optin_status NOT IN (%s, %s) "
+    "ORDER BY created_at DESC LIMIT 1 FOR UPDATE")
 
 
 def _duplicate_of(form: SignupForm, email: str, now: Any, window: timedelta) -> Any:
@@ -71,26 +85,27 @@ def _duplicate_of(form: SignupForm, email: str, now: Any, window: timedelta) -> 
     Concurrent signups of one email on one form (a double click, two tabs) are serialised: on
     PostgreSQL a transaction-scoped advisory lock keyed on (form, email) makes the second
     request wait and then find the first one's row. The lock and the lookup go to the server
-    in one round trip (two statements: the lookup's snapshot is taken after the lock is held).
+    in one round trip (two statements, pipelined: the lookup's snapshot is taken after the lock
+    is held).
     Other databases: SQLite serialises writers anyway; elsewhere a rare duplicate is harmless
     (the providers deduplicate by email).
     """
-    lookup = (Submission.objects.select_for_update()
-              .filter(form=form, email__iexact=email, created_at__gte=now - window,
-                      purged_at__isnull=True)
-              .exclude(delivery_status=DeliveryStatus.FAILED)
-              .exclude(optin_status__in=[OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED])
-              .order_by("-created_at").values_list("pk", flat=True)[:1])
     if connection.vendor != "postgresql":
-        return lookup.first() if window else None
-    key = _lock_key(form, email)
-    with connection.cursor() as cursor:
         if not window:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
             return None
-        statement, params = _compiled(lookup)
-        cursor.execute(f"SELECT pg_advisory_xact_lock(%s); {statement}", (key, *params))
-        cursor.nextset()
+        return (Submission.objects.select_for_update()
+                .filter(form=form, email__iexact=email, created_at__gte=now - window,
+                        purged_at__isnull=True)
+                .exclude(delivery_status=DeliveryStatus.FAILED)
+                .exclude(optin_status__in=[OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED])
+                .order_by("-created_at").values_list("pk", flat=True).first())
+    key = _lock_key(form, email)
+    with prepared.cursor(pipeline=True) as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        if not window:
+            return None
+        cursor.execute(_REPEAT_LOOKUP, (form.pk, email, now - window, DeliveryStatus.FAILED,
+                                        OptinStatus.UNSUBSCRIBED, OptinStatus.EXPIRED))
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -103,10 +118,9 @@ def _create(submission: Submission, event: SubmissionEvent) -> None:
         return
     pre_save.send(sender=Submission, instance=submission, raw=False, using=connection.alias,
                   update_fields=None)
-    first, first_params = _insert(submission)
-    second, second_params = _insert(event)
-    with connection.cursor() as cursor:
-        cursor.execute(f"{first}; {second}", first_params + second_params)
+    with prepared.cursor(pipeline=True) as cursor:
+        cursor.execute(*_insert(submission))
+        cursor.execute(*_insert(event))
     submission._state.adding, submission._state.db = False, connection.alias
     post_save.send(sender=Submission, instance=submission, created=True, raw=False,
                    using=connection.alias, update_fields=None)

@@ -76,6 +76,10 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server, worker and beat share one file: wait for locks instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # psycopg prepares esp_forms' hot statements after five runs on a connection (Django's own
+    # queries stay unprepared); None behind PgBouncer's transaction pooling (esp_forms.prepared).
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
 
 LANGUAGE_CODE = "en-us"
 # The languages visitors can get; esp_forms ships Ukrainian and Russian (esp_forms/locale/).

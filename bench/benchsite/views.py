@@ -1,6 +1,7 @@
 """Baselines for bench/submit.py and bench/latency.py, built the way a plain DRF site would.
 
-- ``BareView``: the same input validation as the app's JSON endpoint, nothing stored.
+- ``BareView``: the same input validation as the app's JSON endpoint (its own serializer and
+  form classes, from the same cached form configuration), nothing stored.
 - ``FloorView``: that validation, one committed row and one Redis push after commit: the least
   any "store first, deliver later" endpoint must do.
 - ``InlineView``: what many signup plugins do: validate, call the provider in the request,
@@ -17,20 +18,17 @@ from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
-from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from esp_forms import formcache
+from esp_forms.api.serializers import SubmissionInputSerializer
+from esp_forms.forms import FormLayout, SignupSubmissionForm
 from esp_forms.models import SignupForm, Submission
 from esp_forms.providers import get_provider
-
-
-class SignupSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=254)
-    first_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    form_token = serializers.CharField(max_length=500)
 
 
 @functools.cache
@@ -47,11 +45,18 @@ class _Base(APIView):
     permission_classes = [AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes: list[Any] = []
+    form_type = "bench-a"
 
     def valid(self, request: Request) -> dict[str, Any]:
-        serializer = SignupSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return dict(serializer.validated_data)
+        """The app's own validation: the JSON shape, then the form's fields and token."""
+        form = formcache.active_form(self.form_type)
+        layout = FormLayout(form)
+        body = SubmissionInputSerializer(data=request.data, context={"layout": layout})
+        body.is_valid(raise_exception=True)
+        bound = SignupSubmissionForm(form, data=body.validated_data, layout=layout)
+        if not bound.is_valid():
+            raise ValidationError(bound.errors)
+        return dict(bound.submission_values())
 
 
 class BareView(_Base):
@@ -65,17 +70,18 @@ class FloorView(_Base):
         data = self.valid(request)
         with transaction.atomic():
             row = Submission.objects.create(form=_form("bench-a"), email=data["email"],
-                                            data={"first_name": data.get("first_name", "")})
+                                            data=data.get("data") or {})
             transaction.on_commit(lambda: _redis().lpush("bench-floor", str(row.pk)))
         return Response({"ok": True, "id": str(row.pk)}, status=202)
 
 
 class InlineView(_Base):
+    form_type = "bench-inline"
+
     def post(self, request: Request) -> Response:
         data = self.valid(request)
         form = _form("bench-inline")
-        row = Submission(form=form, email=data["email"],
-                         data={"first_name": data.get("first_name", "")})
+        row = Submission(form=form, email=data["email"], data=data.get("data") or {})
         result = get_provider(form.account).subscribe(row)
         row.provider_contact_id = result.contact_id
         row.delivery_status = "delivered"
