@@ -24,9 +24,10 @@ the task module: tasks are enqueued by name through Celery's registry and pooled
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -36,7 +37,7 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from esp_forms import formcache
+from esp_forms import formcache, prepared
 from esp_forms.conf import get_setting
 from esp_forms.models import DoubleOptIn, Submission, SubmissionEvent
 from esp_forms.statuses import DeliveryStatus, OptinStatus
@@ -115,6 +116,34 @@ def claim(queryset: QuerySet[Submission], *, owner: str, limit: int,
     return ids
 
 
+@functools.cache
+def _row_columns() -> tuple[str, ...]:
+    return tuple(connection.ops.quote_name(f.column) for f in Submission._meta.concrete_fields)
+
+
+@functools.cache
+def _row_converters(vendor: str) -> tuple[tuple[int, tuple[Callable[..., Any], ...], Any], ...]:
+    """What the ORM applies to each column it reads (JSON decoding, ...), per position."""
+    found = []
+    for index, field in enumerate(Submission._meta.concrete_fields):
+        column = field.get_col(_TABLE)
+        convert = tuple(connection.ops.get_db_converters(column)
+                        + column.get_db_converters(connection))
+        if convert:
+            found.append((index, convert, column))
+    return tuple(found)
+
+
+def _row_to_submission(row: Sequence[Any]) -> Submission:
+    """A Submission from a row of _row_columns(), as the ORM would have loaded it."""
+    fields = Submission._meta.concrete_fields
+    values = list(row[:len(fields)])
+    for index, convert, column in _row_converters(connection.vendor):
+        for converter in convert:
+            values[index] = converter(values[index], column, connection)
+    return Submission.from_db(connection.alias, [f.attname for f in fields], values)
+
+
 def claim_one(pk: Any, *, owner: str, open_attempt: bool = False) -> Submission | None:
     """Lease one row (one UPDATE) and load it with its form and account; None when another
     owner holds it or it does not exist.
@@ -131,32 +160,34 @@ def claim_one(pk: Any, *, owner: str, open_attempt: bool = False) -> Submission 
         # One round trip: the claim returns the row; its form, account and fields come from
         # the process's form cache.
         free = "(lease_until IS NULL OR lease_until < %s OR lease_owner = %s)"
+        columns = ", ".join(f"s.{column}" for column in _row_columns())
         if open_attempt:
             opens = "prior.attempt_started_at IS NULL"
-            claimed = list(Submission.objects.raw(
+            statement = (
                 f"WITH prior AS (SELECT id, attempts, attempt_started_at, last_attempt_at "
                 f"FROM {_TABLE} WHERE id = %s AND {free} FOR UPDATE) "
                 f"UPDATE {_TABLE} AS s SET lease_owner = %s, lease_until = %s, "
                 f"attempts = CASE WHEN {opens} THEN s.attempts + 1 ELSE s.attempts END, "
                 f"attempt_started_at = CASE WHEN {opens} THEN %s ELSE s.attempt_started_at END, "
                 f"last_attempt_at = CASE WHEN {opens} THEN %s ELSE s.last_attempt_at END "
-                "FROM prior WHERE s.id = prior.id RETURNING s.*, "
-                "prior.attempts AS prior_attempts, prior.attempt_started_at AS prior_started, "
-                f"prior.last_attempt_at AS prior_last, ({opens}) AS opened",
-                [pk, now, owner, owner, until, now, now]))
+                f"FROM prior WHERE s.id = prior.id RETURNING {columns}, ({opens}), "
+                "prior.attempts, prior.attempt_started_at, prior.last_attempt_at")
+            params = [pk, now, owner, owner, until, now, now]
         else:
-            claimed = list(Submission.objects.raw(
-                f"UPDATE {_TABLE} SET lease_owner = %s, lease_until = %s "
-                f"WHERE id = %s AND {free} RETURNING *", [owner, until, pk, now, owner]))
-        if not claimed:
+            statement = (f"UPDATE {_TABLE} AS s SET lease_owner = %s, lease_until = %s "
+                         f"WHERE id = %s AND {free} RETURNING {columns}")
+            params = [owner, until, pk, now, owner]
+        with prepared.cursor() as cursor:
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
+        if row is None:
             return None
-        submission = claimed[0]
-        if open_attempt and submission.opened:
+        submission = _row_to_submission(row)
+        opened, *prior = row[len(_row_columns()):] or (False,)
+        if opened:
             # The instance shows the row as it was; start_attempt or release moves it on.
             submission._opened_attempt = now
-            submission.attempts = submission.prior_attempts
-            submission.attempt_started_at = submission.prior_started
-            submission.last_attempt_at = submission.prior_last
+            submission.attempts, submission.attempt_started_at, submission.last_attempt_at = prior
         form = formcache.form_by_id(submission.form_id)
         if form is not None:
             submission.form = form
@@ -322,7 +353,7 @@ def _finish_in_one_statement(submission: Submission, owner: str, values: dict[st
         "SELECT %s, e.kind, e.message, e.data, e.created_at FROM won, "
         f"(VALUES {', '.join(rows)}) AS e(kind, message, data, created_at)) "
         f"SELECT won{returned} FROM won")
-    with connection.cursor() as cursor:
+    with prepared.cursor() as cursor:
         cursor.execute(statement, params)
         row = cursor.fetchone()
     if row is None:

@@ -10,7 +10,6 @@ own queries are unaffected: they keep their client-side cursors.
 
 Server-side binding takes one statement per ``execute``; :func:`cursor` with ``pipeline=True``
 sends several in one round trip. Elsewhere (SQLite, psycopg 2) these are Django's cursors.
-The statements run here do not show in ``connection.queries``.
 """
 
 from __future__ import annotations
@@ -50,4 +49,8 @@ def cursor(*, pipeline: bool = False) -> Iterator[Any]:
         stack.enter_context(connection.wrap_database_errors)
         if pipeline:
             stack.enter_context(raw.pipeline())
-        yield stack.enter_context(psycopg.Cursor(raw))
+        server_cursor = stack.enter_context(psycopg.Cursor(raw))
+        # Django's wrapper, as connection.cursor() gives: execute_wrapper() hooks, and the
+        # query log when it is on (DEBUG, the debug toolbar, assertNumQueries).
+        yield (connection.make_debug_cursor(server_cursor) if connection.queries_logged
+               else connection.make_cursor(server_cursor))
