@@ -107,6 +107,27 @@ def _upsert_supported() -> bool:
     return False
 
 
+def bump_statement(key: str, seconds: int, *, now: datetime | None = None
+                   ) -> tuple[str, list[Any]] | None:
+    """The one statement :func:`bump` runs (an upsert returning the new count), for a caller
+    that sends it together with others; None where the database has no such upsert."""
+    if not _upsert_supported():
+        return None
+    now = now or timezone.now()
+    if random.random() < PRUNE_CHANCE:
+        _prune(now)
+    start = window_start(now, seconds)
+    expires = start + timedelta(seconds=seconds)
+    q = connection.ops.quote_name
+    table = q(AbuseCounter._meta.db_table)
+    return (f"INSERT INTO {table} ({q('key')}, {q('window_start')}, {q('count')}, "
+            f"{q('expires_at')}) VALUES (%s, %s, 1, %s) "
+            f"ON CONFLICT ({q('key')}, {q('window_start')}) "
+            f"DO UPDATE SET {q('count')} = {table}.{q('count')} + 1 RETURNING {q('count')}",
+            [key, connection.ops.adapt_datetimefield_value(start),
+             connection.ops.adapt_datetimefield_value(expires)])
+
+
 def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
     """Add one to ``key``'s counter in the current window; returns the new count.
 
@@ -114,23 +135,13 @@ def bump(key: str, seconds: int, *, now: datetime | None = None) -> int:
     the same key take turns and each sees the other's count. One statement where the database
     has an upsert with RETURNING (no savepoint, no second read).
     """
-    now = now or timezone.now()
-    start = window_start(now, seconds)
-    expires = start + timedelta(seconds=seconds)
-    if random.random() < PRUNE_CHANCE:
-        _prune(now)
-    if _upsert_supported():
-        q = connection.ops.quote_name
-        table = q(AbuseCounter._meta.db_table)
+    statement = bump_statement(key, seconds, now=now)
+    if statement is not None:
         with prepared.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} ({q('key')}, {q('window_start')}, {q('count')}, "
-                f"{q('expires_at')}) VALUES (%s, %s, 1, %s) "
-                f"ON CONFLICT ({q('key')}, {q('window_start')}) "
-                f"DO UPDATE SET {q('count')} = {table}.{q('count')} + 1 RETURNING {q('count')}",
-                [key, connection.ops.adapt_datetimefield_value(start),
-                 connection.ops.adapt_datetimefield_value(expires)])
+            cursor.execute(*statement)
             return int(cursor.fetchone()[0])
+    start = window_start(now or timezone.now(), seconds)
+    expires = start + timedelta(seconds=seconds)
     rows = AbuseCounter.objects.filter(key=key, window_start=start)
     if not rows.update(count=F("count") + 1):
         try:
@@ -215,12 +226,35 @@ def pending_action(submission: Submission, *, created: bool) -> str | None:
     return INVITATION if mode == DoubleOptIn.PROVIDER else DELIVERY
 
 
-def admit(submission: Submission, *, created: bool) -> bool:
+def mailbox_counter(submission: Submission, *, created: bool) -> tuple[str, int] | None:
+    """The mailbox counter (key, window) :func:`admit` would count this signup in, if any: the
+    store may send that count with the row's INSERT and hand it over (``counted``)."""
+    limit = get_setting("MAILBOX_BUDGET")
+    if limit is None or submission.held_at is not None:
+        return None
+    if pending_action(submission, created=created) not in (CONFIRMATION, INVITATION):
+        return None
+    return (mailbox_key(submission.form.account_id, submission.email),
+            int(get_setting("MAILBOX_BUDGET_WINDOW")))
+
+
+def _uncount(submission: Submission) -> None:
+    """Take back a mailbox count made ahead (see ``counted``) for a signup held for another
+    reason: only what is sent counts, and a release counts it again."""
+    key, window = mailbox_counter(submission, created=True) or (None, 0)
+    if key:
+        start = window_start(timezone.now(), window)
+        AbuseCounter.objects.filter(key=key, window_start=start, count__gt=0).update(
+            count=F("count") - 1)
+
+
+def admit(submission: Submission, *, created: bool, counted: int | None = None) -> bool:
     """Call in the transaction that stored ``submission``, before handing it on.
 
     True: hand it on. False: nothing may be queued for it; a new signup is then held, while a
     repeat signup (which would only send the confirmation email again) keeps its state and
-    simply gets no second email.
+    simply gets no second email. ``counted``: the mailbox count the caller already took for
+    this signup (:func:`mailbox_counter`), sent with the row's INSERT.
     """
     if submission.held_at is not None:
         return False  # a repeat signup collapsed into a held one stays held
@@ -229,6 +263,8 @@ def admit(submission: Submission, *, created: bool) -> bool:
         return True
     denial = ask_hook(submission, action)
     if denial is not None:
+        if counted is not None:
+            _uncount(submission)
         return _refuse(submission, HoldReason.HOOK_DENIED, denial, action, created=created)
     form = submission.form
     if created:
@@ -238,6 +274,8 @@ def admit(submission: Submission, *, created: bool) -> bool:
             if count > limit:
                 if first_alert(form):  # exactly one alert per form and window
                     transaction.on_commit(partial(alert_form_budget, form.pk, limit))
+                if counted is not None:
+                    _uncount(submission)
                 return _refuse(submission, HoldReason.FORM_BUDGET,
                                f"More than {limit} signups within the hour; the budget is "
                                f"{limit}.", action, created=created)
@@ -245,7 +283,8 @@ def admit(submission: Submission, *, created: bool) -> bool:
         limit = get_setting("MAILBOX_BUDGET")
         if limit is not None:
             window = int(get_setting("MAILBOX_BUDGET_WINDOW"))
-            count = bump(mailbox_key(form.account_id, submission.email), window)
+            count = counted if counted is not None else bump(
+                mailbox_key(form.account_id, submission.email), window)
             if count > int(limit):
                 return _refuse(submission, HoldReason.MAILBOX_BUDGET,
                                f"{count} emails asked for this mailbox in the window; the "

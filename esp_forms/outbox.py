@@ -487,16 +487,18 @@ def enqueue_on_commit(name: str, submission_id: Any) -> None:
     transaction.on_commit(partial(enqueue, name, submission_id))
 
 
-def submission_stored(submission: Submission, *, created: bool) -> None:
+def submission_stored(submission: Submission, *, created: bool,
+                      mailbox_count: int | None = None) -> None:
     """Call inside the transaction that stored (or collapsed into) ``submission``.
 
     Queues the next step after commit: the confirmation email for local double opt-in, the
     provider delivery otherwise. If the broker is down the row stays pending for the sweeper.
-    The abuse gate comes first: a held signup gets nothing queued until an admin releases it.
+    The abuse gate comes first: a held signup gets nothing queued until an admin releases it
+    (``mailbox_count``: the gate's mailbox count, when the store took it with the INSERT).
     """
     from esp_forms import abuse
 
-    if abuse.admit(submission, created=created):
+    if abuse.admit(submission, created=created, counted=mailbox_count):
         hand_off(submission, created=created)
 
 

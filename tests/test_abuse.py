@@ -196,6 +196,37 @@ def test_form_hourly_budget_holds_and_alerts_once_per_window(provider_form, queu
     assert len([m for m in mail.outbox if "hourly budget" in m.subject]) == 2
 
 
+def mailbox_count(email: str, account_id: int) -> int:
+    return sum(AbuseCounter.objects.filter(key=abuse.mailbox_key(account_id, email))
+               .values_list("count", flat=True))
+
+
+def test_a_signup_held_for_another_reason_takes_no_mailbox_budget(provider_form, queued,
+                                                                   settings):
+    """On PostgreSQL the mailbox is counted with the row's INSERT; a hold by the form's budget
+    or the hook takes that count back, and the admin's release counts it once."""
+    provider_form.hourly_budget = 1
+    provider_form.save()
+    account = provider_form.account_id
+    assert signup("first@example.com", "invites").status_code == 202
+    assert signup("second@example.com", "invites").status_code == 202
+    held = Submission.objects.get(email="second@example.com")
+    assert held.held_reason == HoldReason.FORM_BUDGET
+    assert (mailbox_count("first@example.com", account),
+            mailbox_count("second@example.com", account)) == (1, 0)
+    abuse.release(Submission.objects.filter(pk=held.pk), by="test")
+    assert mailbox_count("second@example.com", account) == 1
+
+    settings.ESP_FORMS = {**settings.ESP_FORMS,
+                          "PRE_SEND_HOOK": "tests.test_abuse.deny_example_org"}
+    provider_form.hourly_budget = 0
+    provider_form.save()
+    assert signup("third@example.org", "invites").status_code == 202
+    assert Submission.objects.get(email="third@example.org").held_reason == \
+        HoldReason.HOOK_DENIED
+    assert mailbox_count("third@example.org", account) == 0
+
+
 @override_settings(ESP_FORMS={"FORM_HOURLY_BUDGET": 0, "MAILBOX_BUDGET": None})
 def test_budgets_can_be_switched_off(provider_form, queued):
     for number in range(5):
