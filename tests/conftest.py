@@ -61,11 +61,13 @@ def token(form_type: str = "newsletter") -> str:
 @pytest.fixture(autouse=True)
 def _fresh_rate_limiter():
     """The per-process limiter is module state; every test starts with empty windows."""
-    from esp_forms import ratelimit
+    from esp_forms import abuse, ratelimit
 
     ratelimit._limiter_for.cache_clear()
+    abuse._unshared.clear()  # the form budget's not-yet-shared counts
     yield
     ratelimit._limiter_for.cache_clear()
+    abuse._unshared.clear()
 
 
 ESPUTNIK_KEY = "es-test-key-0123456789"

@@ -227,6 +227,68 @@ def test_a_signup_held_for_another_reason_takes_no_mailbox_budget(provider_form,
     assert mailbox_count("third@example.org", account) == 0
 
 
+class RecordingRedis:
+    """Enough of a Redis client for the form budget's counter: INCRBY/EXPIRE pipelines."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, int] = {}
+        self.round_trips = 0
+
+    def pipeline(self, transaction=True):
+        client, commands = self, []
+
+        class Pipe:
+            def incrby(self, key, amount):
+                commands.append((key, amount))
+
+            def expire(self, key, seconds):
+                pass
+
+            def execute(self):
+                client.round_trips += 1
+                key, amount = commands[0]
+                client.values[key] = client.values.get(key, 0) + amount
+                return [client.values[key], True]
+
+        return Pipe()
+
+
+@pytest.mark.parametrize(("limit", "round_trips"), [
+    (100, 120),  # the default budget: every signup is counted at once
+    (10_000, 7),  # a campaign's: 16 per round trip (the last 8 wait for the next ones)
+    (200, 70),  # batches of 2 (1% of the budget) up to half of it, then one by one
+])
+def test_large_form_budgets_are_counted_in_batches(monkeypatch, limit, round_trips, db):
+    redis = RecordingRedis()
+    monkeypatch.setattr(abuse, "_shared_redis", lambda: redis)
+
+    class Form:
+        pk = 7
+
+    seen = [abuse.form_signups(Form, limit) for _ in range(120)]
+    assert redis.round_trips == round_trips
+    # What this process reports never runs ahead of the truth, and is the shared count
+    # itself (exact) whenever a batch goes out or the budget is within reach.
+    assert seen == list(range(1, 121))
+    assert sum(redis.values.values()) == 120 - (120 % abuse.FORM_COUNT_BATCH
+                                                if limit == 10_000 else 0)
+
+
+def test_a_batched_count_is_exact_near_the_budget(monkeypatch, db):
+    redis = RecordingRedis()
+    monkeypatch.setattr(abuse, "_shared_redis", lambda: redis)
+
+    class Form:
+        pk = 8
+
+    limit = 1_000  # batches of 10 up to 500
+    for _ in range(600):
+        abuse.form_signups(Form, limit)
+    assert sum(redis.values.values()) == 600  # past half the budget, every signup is shared
+    redis.values[next(iter(redis.values))] += 400  # other processes' signups
+    assert abuse.form_signups(Form, limit) == 1001  # over: the gate holds this one
+
+
 @override_settings(ESP_FORMS={"FORM_HOURLY_BUDGET": 0, "MAILBOX_BUDGET": None})
 def test_budgets_can_be_switched_off(provider_form, queued):
     for number in range(5):
