@@ -127,3 +127,27 @@ def _default_language():
     translation.deactivate()
     yield
     translation.deactivate()
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """Tasks handed to the broker after commit, as (task name, submission id); a test module
+    may define its own (e.g. the opt-in module's queue)."""
+    from esp_forms import outbox
+
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(outbox, "send_task",
+                        lambda task, pk, countdown=None: sent.append((task.name, str(pk))))
+    return sent
+
+
+def run_queued(queued) -> None:
+    """Run what was queued, as a worker would (the confirmation email, the delivery)."""
+    from esp_forms import delivery, optin
+
+    while queued:
+        name, pk = queued.pop(0)
+        if name == "esp_forms.send_confirmation":
+            optin.send_confirmation(pk)
+        else:
+            delivery.deliver(pk)

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from esp_forms import abuse, delivery, optin, outbox, signals
+from esp_forms import abuse, delivery, signals
 from esp_forms.models import (
     AbuseCounter,
     DeliveryStatus,
@@ -22,18 +22,9 @@ from esp_forms.models import (
     SpamCount,
     Submission,
 )
-from tests.conftest import make_form, token
+from tests.conftest import make_form, run_queued, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def queued(monkeypatch):
-    """Tasks handed to the broker after commit, as (task name, submission id)."""
-    sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(outbox, "send_task",
-                        lambda task, pk, countdown=None: sent.append((task.name, str(pk))))
-    return sent
 
 
 @pytest.fixture
@@ -50,16 +41,6 @@ def signup(email: str, form_type: str, *, ip: str = "203.0.113.9"):
     return Client().post(reverse("esp_forms:api_submit", args=[form_type]),
                          json.dumps({"email": email, "form_token": token(form_type)}),
                          content_type="application/json", REMOTE_ADDR=ip)
-
-
-def run_queued(queued) -> None:
-    """Run what was queued, as a worker would (the confirmation email, the delivery)."""
-    while queued:
-        name, pk = queued.pop(0)
-        if name == "esp_forms.send_confirmation":
-            optin.send_confirmation(pk)
-        else:
-            delivery.deliver(pk)
 
 
 # --- mailboxes ----------------------------------------------------------------------------------

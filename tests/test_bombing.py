@@ -19,7 +19,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from esp_forms import abuse, delivery, optin, outbox
+from esp_forms import abuse, delivery
 from esp_forms.models import (
     DoubleOptIn,
     EventKind,
@@ -28,7 +28,7 @@ from esp_forms.models import (
     Submission,
     SubmissionEvent,
 )
-from tests.conftest import UNISENDER_KEY, make_form, token
+from tests.conftest import UNISENDER_KEY, make_form, run_queued, token
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -81,22 +81,9 @@ def attack(form_types: list[str], seed: int) -> dict[str, int]:
     return dict(statuses)
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    sent: list[tuple[str, str]] = []
-    monkeypatch.setattr(outbox, "send_task",
-                        lambda task, pk, countdown=None: sent.append((task.name, str(pk))))
-    return sent
-
-
 def work(queued) -> None:
     """What the workers would do with the queue, then the sweeper for anything left."""
-    while queued:
-        name, pk = queued.pop(0)
-        if name == "esp_forms.send_confirmation":
-            optin.send_confirmation(pk)
-        else:
-            delivery.deliver(pk)
+    run_queued(queued)
     delivery.dispatch_due(grace=0)
 
 
